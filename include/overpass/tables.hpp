@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: worker lcore (reads) and control thread (sole writer)
+//
+// The lookup tables shared by the control thread and the workers. All keys are in
+// network byte order with explicit zeroed padding. Values are immutable: the control
+// thread replaces a value by swapping the pointer and retires the old one through RCU
+// (rte_rcu_qsbr defer queue), so a worker may use a value it looked up until its next
+// quiescent report, and never after it.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_hash.h>
+#include <rte_rcu_qsbr.h>
+
+namespace overpass {
+
+inline constexpr uint16_t default_vxlan_port = 4789;
+/// Outer Ethernet + IPv4 + UDP + VXLAN.
+inline constexpr uint16_t vxlan_overhead = 14 + 20 + 8 + 8;
+inline constexpr uint16_t default_network_mtu = 1450;
+
+/// The VXLAN header's vx_vni word for a VNI (24-bit VNI in the upper bytes, reserved byte zero).
+inline rte_be32_t vni_to_wire(uint32_t vni) noexcept { return rte_cpu_to_be_32(vni << 8); }
+/// The VNI carried in a VXLAN header's vx_vni word.
+inline uint32_t vni_from_wire(rte_be32_t w) noexcept { return rte_be_to_cpu_32(w) >> 8; }
+
+/// endpoints table key: (VNI, MAC).
+struct vni_mac_key {
+    rte_be32_t vni_wire;      ///< vni_to_wire(vni)
+    rte_ether_addr mac;
+    uint8_t pad[2];           ///< always zero
+};
+static_assert(sizeof(vni_mac_key) == 12);
+
+inline vni_mac_key make_vni_mac_key(rte_be32_t vni_wire, const rte_ether_addr& mac) noexcept {
+    vni_mac_key k;
+    std::memset(&k, 0, sizeof(k));
+    k.vni_wire = vni_wire;
+    k.mac = mac;
+    return k;
+}
+
+/// addresses table key: (VNI, IPv4).
+struct vni_ip_key {
+    rte_be32_t vni_wire;
+    rte_be32_t ip_be;
+};
+static_assert(sizeof(vni_ip_key) == 8);
+
+/// The addresses table stores the MAC itself in the data pointer (no allocation, no
+/// retire): bits 0-47 hold the six MAC bytes in wire order.
+inline void* mac_to_data(const rte_ether_addr& mac) noexcept {
+    uintptr_t v = 0;
+    std::memcpy(&v, mac.addr_bytes, RTE_ETHER_ADDR_LEN);
+    return reinterpret_cast<void*>(v);
+}
+inline rte_ether_addr mac_from_data(const void* data) noexcept {
+    const auto v = reinterpret_cast<uintptr_t>(data);
+    rte_ether_addr mac;
+    std::memcpy(mac.addr_bytes, &v, RTE_ETHER_ADDR_LEN);
+    return mac;
+}
+
+/// endpoints table value.
+struct endpoint_entry {
+    enum class location : uint8_t { local, remote };
+    location where;
+    uint16_t port_id;          ///< local: the container port
+    rte_be32_t vtep_ip_be;     ///< remote: the VTEP the endpoint lives behind
+    rte_be32_t ip_be;
+    rte_ether_addr mac;
+    uint32_t vni;
+};
+
+inline constexpr uint16_t max_local_ports_per_network = 32;
+inline constexpr uint16_t max_remote_vteps_per_network = 256;
+
+/// networks table value (key: uint32_t VNI in host order).
+struct segment {
+    uint32_t vni;
+    rte_be32_t vni_wire;
+    uint16_t mtu;              ///< largest inner IP packet (frame length - 14)
+    uint16_t stats_slot;       ///< index into lcore_stats::networks
+    rte_be32_t subnet_be;
+    rte_be32_t mask_be;
+    rte_be32_t gateway_be;
+    rte_ether_addr gateway_mac;
+    uint16_t n_local_ports;
+    uint16_t n_remote_vteps;
+    uint16_t local_ports[max_local_ports_per_network];       ///< BUM flood list, local side
+    rte_be32_t remote_vteps[max_remote_vteps_per_network];  ///< BUM flood list, head-end replication
+};
+
+/// vteps table value (key: rte_be32_t underlay IPv4).
+struct vtep_entry {
+    rte_be32_t ip_be;
+    uint16_t stats_slot;       ///< index into lcore_stats::vteps
+    bool resolved;             ///< next-hop MAC known; outer template valid
+    rte_ether_addr mac;        ///< next-hop MAC
+    /// Prebuilt outer Ethernet/IPv4/UDP/VXLAN header towards this VTEP. Per packet the
+    /// encap stage fills in: IPv4 total length and checksum, UDP source port and length,
+    /// VXLAN VNI.
+    alignas(8) uint8_t outer_template[vxlan_overhead];
+};
+
+/// What a container port is bound to (array indexed by port id).
+struct port_binding {
+    uint16_t port_id;
+    uint32_t vni;
+    rte_be32_t vni_wire;
+    rte_be32_t ip_be;
+    rte_ether_addr mac;
+};
+
+/// Host-wide settings replaced as a whole.
+struct config_snapshot {
+    uint16_t uplink_port;
+    rte_ether_addr vtep_mac;
+    rte_be32_t vtep_ip_be;
+    rte_be16_t vxlan_port_be;  ///< UDP destination port of VXLAN (default 4789)
+    uint16_t uplink_mtu;       ///< largest outer IP packet on the uplink
+};
+
+/// Everything a worker reads. Control thread creates and publishes; workers read
+/// lock-free. Hash handles are created once at start-up and never replaced.
+struct dp_tables {
+    rte_hash* endpoints = nullptr;   ///< vni_mac_key -> const endpoint_entry*
+    rte_hash* addresses = nullptr;   ///< vni_ip_key  -> MAC packed with mac_to_data()
+    rte_hash* networks = nullptr;    ///< uint32_t vni -> const segment*
+    rte_hash* vteps = nullptr;       ///< rte_be32_t ip -> const vtep_entry*
+    /// release-stored by control after the value is complete; acquire-loaded by workers
+    std::atomic<const port_binding*> ports[RTE_MAX_ETHPORTS] = {};
+    /// release-stored by control; acquire-loaded by workers once per burst
+    std::atomic<const config_snapshot*> config{nullptr};
+    rte_rcu_qsbr* qsbr = nullptr;    ///< one QSBR variable; thread id = lcore id
+};
+
+} // namespace overpass
