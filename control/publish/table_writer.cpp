@@ -1,0 +1,778 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread (the only writer of the data-plane tables)
+//
+// Publishing rules (docs: tables-and-rcu):
+//  - values are immutable; an update publishes a fresh value and retires the old one
+//    through our own rte_rcu_qsbr defer queue (22.11's rte_hash does not free
+//    overwritten data); a delete goes through the hash's own RCU defer queue
+//    (rte_hash_rcu_qsbr_add, DQ mode), whose free_key_data_func frees the value;
+//  - publication order makes every reader see a consistent world: a network before its
+//    endpoints, an endpoint before the port binding that lets its traffic in; removal in
+//    the reverse order;
+//  - derived values (flood lists, outer-header templates) are rebuilt from the shadow
+//    state kept here, never on the workers.
+#include "control/publish/table_writer.hpp"
+
+#include "overpass/stats.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <new>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <rte_errno.h>
+#include <rte_hash_crc.h>
+#include <rte_ip.h>
+#include <rte_log.h>
+#include <rte_malloc.h>
+#include <rte_udp.h>
+#include <rte_vxlan.h>
+
+namespace overpass::ctl {
+
+namespace {
+
+constexpr size_t max_name_len = 12;   // "<name>_xx" must fit rte_hash/rte_ring name limits
+constexpr uint8_t outer_ttl = 64;
+
+uint64_t mac_u64(const rte_ether_addr& mac) noexcept {
+    uint64_t v = 0;
+    std::memcpy(&v, mac.addr_bytes, RTE_ETHER_ADDR_LEN);
+    return v;
+}
+
+/// Docker-style MAC of the gateway address (02:42 + IPv4 bytes): the same on every host.
+rte_ether_addr gateway_mac_for(rte_be32_t gw_be) noexcept {
+    rte_ether_addr mac{{0x02, 0x42, 0, 0, 0, 0}};
+    std::memcpy(&mac.addr_bytes[2], &gw_be, sizeof(gw_be));
+    return mac;
+}
+
+using ep_key = std::pair<uint32_t, uint64_t>;   // (vni, MAC)
+
+struct retired {
+    enum class kind : uint32_t { endpoint, segment, vtep, config, binding, network_slot, vtep_slot };
+    void* p;
+    kind what;
+    uint32_t slot;
+};
+static_assert(sizeof(retired) % 4 == 0);
+
+class slot_pool {
+public:
+    explicit slot_pool(uint16_t n) {
+        free_.reserve(n);
+        for (uint16_t i = n; i > 0; i--)
+            free_.push_back(static_cast<uint16_t>(i - 1));   // lowest first
+    }
+    int take() noexcept {
+        if (free_.empty())
+            return -ENOSPC;
+        const int s = free_.back();
+        free_.pop_back();
+        return s;
+    }
+    void give(uint16_t s) { free_.push_back(s); }
+
+private:
+    std::vector<uint16_t> free_;
+};
+
+class table_writer_impl final : public table_writer {
+public:
+    table_writer_impl(const char* name, const table_limits& limits)
+        : name_(name), limits_(limits),
+          network_slots_(static_cast<uint16_t>(std::min<uint32_t>(limits.max_networks, max_network_slots))),
+          vtep_slots_(static_cast<uint16_t>(std::min<uint32_t>(limits.max_vteps, max_vtep_slots))) {}
+    ~table_writer_impl() override;
+
+    int init() noexcept;
+
+    dp_tables& tables() noexcept override { return t_; }
+    int set_config(const config_snapshot& cfg) noexcept override;
+    int upsert_network(const network_spec& net) noexcept override;
+    int remove_network(uint32_t vni) noexcept override;
+    int upsert_vtep(rte_be32_t ip_be) noexcept override;
+    int resolve_vtep(rte_be32_t ip_be, const rte_ether_addr& mac) noexcept override;
+    int remove_vtep(rte_be32_t ip_be) noexcept override;
+    int upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
+                              uint16_t port_id) noexcept override;
+    int upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
+                               rte_be32_t vtep_ip_be) noexcept override;
+    int remove_endpoint(uint32_t vni, const rte_ether_addr& mac) noexcept override;
+    void reclaim() noexcept override;
+    void synchronize() noexcept override;
+    sizes size() const noexcept override;
+    int network_slot(uint32_t vni) const noexcept override;
+    int vtep_slot(rte_be32_t ip_be) const noexcept override;
+
+private:
+    struct net_shadow {
+        network_spec spec;
+        uint16_t slot;
+        std::set<uint16_t> local_ports;
+        std::map<rte_be32_t, uint32_t> remote_vteps;   // VTEP -> endpoints of this VNI behind it
+        std::set<uint64_t> endpoints;                  // MACs
+    };
+    struct vtep_shadow {
+        uint16_t slot;
+        bool mac_known = false;
+        rte_ether_addr mac{};
+        std::set<ep_key> endpoints;
+    };
+
+    rte_hash* create_hash(const char* suffix, uint32_t entries, uint32_t key_len,
+                          rte_hash_free_key_data free_fn) noexcept;
+    int publish_segment(const net_shadow& n) noexcept;
+    int publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noexcept;
+    int publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept;
+    void retire(void* p, retired::kind k, uint32_t slot = 0) noexcept;
+    /// A free stats slot; waits for a grace period when all free ones are still retiring.
+    int take_slot(slot_pool& pool) noexcept;
+    void set_binding(uint16_t port, const port_binding* b) noexcept;
+    /// Unpublishes an endpoint and updates the shadow; does not republish its segment.
+    void unlink_endpoint(const ep_key& k, std::set<uint32_t>& dirty_nets) noexcept;
+    int add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
+    void remove_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
+    int install_endpoint(const endpoint_entry& e) noexcept;
+    void republish(const std::set<uint32_t>& vnis) noexcept;
+    void remove_vtep_if_unused(rte_be32_t ip_be) noexcept;
+
+    static void free_retired(void* p, void* e, unsigned int n);
+
+    std::string name_;
+    table_limits limits_;
+    dp_tables t_;
+    rte_rcu_qsbr_dq* dq_ = nullptr;
+    uint64_t retired_count_ = 0;
+    uint64_t freed_count_ = 0;
+
+    bool have_config_ = false;
+    config_snapshot cfg_{};
+    std::map<uint32_t, net_shadow> nets_;
+    std::map<rte_be32_t, vtep_shadow> vteps_;
+    std::set<rte_be32_t> explicit_vteps_;            // added by upsert_vtep(): kept when unused
+    std::map<ep_key, endpoint_entry> eps_;
+    std::map<std::pair<uint32_t, rte_be32_t>, uint64_t> addrs_;   // (vni, ip) -> MAC
+    uint32_t n_bound_ports_ = 0;
+    slot_pool network_slots_;
+    slot_pool vtep_slots_;
+};
+
+// Frees for values deleted through the hashes' own defer queues.
+void free_endpoint(void*, void* data) { delete static_cast<endpoint_entry*>(data); }
+void free_segment(void*, void* data) { delete static_cast<segment*>(data); }
+void free_vtep(void*, void* data) { delete static_cast<vtep_entry*>(data); }
+void free_nothing(void*, void*) {}   // addresses carry the MAC in the pointer
+
+void table_writer_impl::free_retired(void* p, void* e, unsigned int n) {
+    auto* self = static_cast<table_writer_impl*>(p);
+    auto* items = static_cast<retired*>(e);
+    for (unsigned int i = 0; i < n; i++) {
+        const retired& r = items[i];
+        switch (r.what) {
+        case retired::kind::endpoint: delete static_cast<endpoint_entry*>(r.p); break;
+        case retired::kind::segment: delete static_cast<segment*>(r.p); break;
+        case retired::kind::vtep: delete static_cast<vtep_entry*>(r.p); break;
+        case retired::kind::config: delete static_cast<config_snapshot*>(r.p); break;
+        case retired::kind::binding: delete static_cast<port_binding*>(r.p); break;
+        // A stats slot is reused only once no worker can still count into it for the
+        // object it used to belong to.
+        case retired::kind::network_slot: self->network_slots_.give(static_cast<uint16_t>(r.slot)); break;
+        case retired::kind::vtep_slot: self->vtep_slots_.give(static_cast<uint16_t>(r.slot)); break;
+        }
+        self->freed_count_++;
+    }
+}
+
+rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, uint32_t key_len,
+                                         rte_hash_free_key_data free_fn) noexcept {
+    char hname[RTE_HASH_NAMESIZE];
+    std::snprintf(hname, sizeof(hname), "%s_%s", name_.c_str(), suffix);
+    rte_hash_parameters p{};
+    p.name = hname;
+    // Deleted keys hold their slot until a grace period has passed: room for both.
+    p.entries = std::max<uint32_t>(2 * entries, 64);
+    p.key_len = key_len;
+    p.hash_func = rte_hash_crc;
+    p.hash_func_init_val = 0;
+    p.socket_id = SOCKET_ID_ANY;
+    p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+    rte_hash* h = rte_hash_create(&p);
+    if (h == nullptr) {
+        RTE_LOG(ERR, USER1, "table_writer: rte_hash_create(%s): %s\n", hname, rte_strerror(rte_errno));
+        return nullptr;
+    }
+    rte_hash_rcu_config rc{};
+    rc.v = t_.qsbr;
+    rc.mode = RTE_HASH_QSBR_MODE_DQ;
+    rc.dq_size = 0;                   // default: the table size
+    rc.trigger_reclaim_limit = 0;     // try to reclaim on every delete
+    rc.max_reclaim_size = p.entries;  // ... everything whose grace period is over
+    rc.key_data_ptr = nullptr;
+    rc.free_key_data_func = free_fn;
+    if (int rc2 = rte_hash_rcu_qsbr_add(h, &rc); rc2 != 0) {
+        RTE_LOG(ERR, USER1, "table_writer: rte_hash_rcu_qsbr_add(%s): %s\n", hname, rte_strerror(rte_errno));
+        rte_hash_free(h);
+        return nullptr;
+    }
+    return h;
+}
+
+int table_writer_impl::init() noexcept {
+    if (name_.empty() || name_.size() > max_name_len) {
+        RTE_LOG(ERR, USER1, "table_writer: name '%s' must have 1 to %zu characters\n", name_.c_str(),
+                max_name_len);
+        return -EINVAL;
+    }
+    const size_t qsz = rte_rcu_qsbr_get_memsize(limits_.max_lcores);
+    t_.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc(nullptr, qsz, RTE_CACHE_LINE_SIZE));
+    if (t_.qsbr == nullptr || rte_rcu_qsbr_init(t_.qsbr, limits_.max_lcores) != 0) {
+        RTE_LOG(ERR, USER1, "table_writer: QSBR variable: %s\n", rte_strerror(rte_errno));
+        return -ENOMEM;
+    }
+    t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_endpoint);
+    t_.addresses = create_hash("ad", limits_.max_endpoints, sizeof(vni_ip_key), free_nothing);
+    t_.networks = create_hash("nw", limits_.max_networks, sizeof(uint32_t), free_segment);
+    t_.vteps = create_hash("vt", limits_.max_vteps, sizeof(rte_be32_t), free_vtep);
+    if (t_.endpoints == nullptr || t_.addresses == nullptr || t_.networks == nullptr || t_.vteps == nullptr)
+        return -ENOMEM;
+
+    char dqname[RTE_RCU_QSBR_DQ_NAMESIZE];
+    std::snprintf(dqname, sizeof(dqname), "%s_rt", name_.c_str());
+    rte_rcu_qsbr_dq_parameters dp{};
+    dp.name = dqname;
+    dp.flags = RTE_RCU_QSBR_DQ_MT_UNSAFE;   // the control thread is the only user
+    // Worst case between two reclaims: every value replaced once, plus config, bindings
+    // and stats slots. Beyond that retire() falls back to a synchronous grace period.
+    dp.size = 2 * (limits_.max_endpoints + limits_.max_networks + limits_.max_vteps) + RTE_MAX_ETHPORTS + 64;
+    dp.esize = sizeof(retired);
+    dp.trigger_reclaim_limit = 0;
+    dp.max_reclaim_size = dp.size;
+    dp.free_fn = free_retired;
+    dp.p = this;
+    dp.v = t_.qsbr;
+    dq_ = rte_rcu_qsbr_dq_create(&dp);
+    if (dq_ == nullptr) {
+        RTE_LOG(ERR, USER1, "table_writer: rte_rcu_qsbr_dq_create(%s): %s\n", dqname, rte_strerror(rte_errno));
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+table_writer_impl::~table_writer_impl() {
+    // Precondition: no worker reads the tables any more (stopped or offline).
+    auto* old_cfg = t_.config.exchange(nullptr, std::memory_order_acq_rel);
+    delete old_cfg;
+    for (auto& slot : t_.ports)
+        delete slot.exchange(nullptr, std::memory_order_acq_rel);
+    auto drain = [](rte_hash* h, void (*free_value)(void*, void*)) {
+        if (h == nullptr)
+            return;
+        const void* key;
+        void* data;
+        uint32_t it = 0;
+        while (rte_hash_iterate(h, &key, &data, &it) >= 0)
+            free_value(nullptr, data);
+        rte_hash_free(h);   // also frees what its defer queue still holds
+    };
+    drain(t_.endpoints, free_endpoint);
+    drain(t_.addresses, free_nothing);
+    drain(t_.networks, free_segment);
+    drain(t_.vteps, free_vtep);
+    if (dq_ != nullptr && rte_rcu_qsbr_dq_delete(dq_) != 0)
+        RTE_LOG(ERR, USER1, "table_writer %s: values still in a grace period leak\n", name_.c_str());
+    rte_free(t_.qsbr);
+}
+
+void table_writer_impl::retire(void* p, retired::kind k, uint32_t slot) noexcept {
+    if (p == nullptr && k != retired::kind::network_slot && k != retired::kind::vtep_slot)
+        return;
+    retired r{p, k, slot};
+    retired_count_++;
+    if (rte_rcu_qsbr_dq_enqueue(dq_, &r) == 0)
+        return;
+    reclaim();
+    if (rte_rcu_qsbr_dq_enqueue(dq_, &r) == 0)
+        return;
+    // Queue full of values still in their grace period: wait for one (rare, bounded by
+    // one worker loop iteration) rather than leak or free early.
+    rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+    free_retired(this, &r, 1);
+}
+
+int table_writer_impl::take_slot(slot_pool& pool) noexcept {
+    int slot = pool.take();
+    if (slot == -ENOSPC) {
+        reclaim();
+        slot = pool.take();
+    }
+    if (slot == -ENOSPC && retired_count_ != freed_count_) {
+        synchronize();
+        slot = pool.take();
+    }
+    return slot;
+}
+
+int table_writer_impl::publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept {
+    void* old = nullptr;
+    const bool replacing = rte_hash_lookup_data(h, key, &old) >= 0;
+    int rc = rte_hash_add_key_data(h, key, value);
+    if (rc == -ENOSPC) {
+        // Deleted keys still in their grace period hold the room: wait for one grace
+        // period (rare; bounded by one worker iteration) and let the add reclaim them.
+        rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+        rc = rte_hash_add_key_data(h, key, value);
+    }
+    if (rc < 0)
+        return rc;
+    if (replacing)
+        retire(old, k);
+    return 0;
+}
+
+void table_writer_impl::set_binding(uint16_t port, const port_binding* b) noexcept {
+    // release; pairs with the acquire load in encap_burst()
+    const port_binding* old = t_.ports[port].exchange(b, std::memory_order_acq_rel);
+    n_bound_ports_ += (b != nullptr) - (old != nullptr);
+    retire(const_cast<port_binding*>(old), retired::kind::binding);
+}
+
+int table_writer_impl::publish_segment(const net_shadow& n) noexcept {
+    auto* s = new (std::nothrow) segment{};
+    if (s == nullptr)
+        return -ENOMEM;
+    s->vni = n.spec.vni;
+    s->vni_wire = vni_to_wire(n.spec.vni);
+    s->mtu = n.spec.mtu != 0 ? n.spec.mtu : default_network_mtu;
+    s->stats_slot = n.slot;
+    s->subnet_be = n.spec.subnet_be;
+    s->mask_be = n.spec.mask_be;
+    s->gateway_be = n.spec.gateway_be;
+    s->gateway_mac = gateway_mac_for(n.spec.gateway_be);
+    for (uint16_t p : n.local_ports)
+        s->local_ports[s->n_local_ports++] = p;
+    for (const auto& [ip, refs] : n.remote_vteps)
+        s->remote_vteps[s->n_remote_vteps++] = ip;
+    const uint32_t key = n.spec.vni;
+    if (int rc = publish(t_.networks, &key, s, retired::kind::segment); rc < 0) {
+        delete s;
+        return rc;
+    }
+    return 0;
+}
+
+int table_writer_impl::publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noexcept {
+    auto* e = new (std::nothrow) vtep_entry{};
+    if (e == nullptr)
+        return -ENOMEM;
+    e->ip_be = ip_be;
+    e->stats_slot = v.slot;
+    e->mac = v.mac;
+    e->resolved = v.mac_known && have_config_;
+    if (e->resolved) {
+        uint8_t* t = e->outer_template;
+        auto* eth = reinterpret_cast<rte_ether_hdr*>(t);
+        auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
+        auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+        auto* vx = reinterpret_cast<rte_vxlan_hdr*>(udp + 1);
+        eth->dst_addr = v.mac;
+        eth->src_addr = cfg_.vtep_mac;
+        eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+        ip->version_ihl = RTE_IPV4_VHL_DEF;
+        ip->fragment_offset = RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+        ip->time_to_live = outer_ttl;
+        ip->next_proto_id = IPPROTO_UDP;
+        ip->src_addr = cfg_.vtep_ip_be;
+        ip->dst_addr = ip_be;
+        udp->dst_port = cfg_.vxlan_port_be;
+        vx->vx_flags = RTE_BE32(0x08000000);   // I flag
+    }
+    if (int rc = publish(t_.vteps, &ip_be, e, retired::kind::vtep); rc < 0) {
+        delete e;
+        return rc;
+    }
+    return 0;
+}
+
+void table_writer_impl::republish(const std::set<uint32_t>& vnis) noexcept {
+    for (uint32_t vni : vnis)
+        if (auto it = nets_.find(vni); it != nets_.end())
+            publish_segment(it->second);   // a failure keeps the previous flood list
+}
+
+int table_writer_impl::set_config(const config_snapshot& cfg) noexcept {
+    if (cfg.uplink_port >= RTE_MAX_ETHPORTS)
+        return -EINVAL;
+    auto* fresh = new (std::nothrow) config_snapshot(cfg);
+    if (fresh == nullptr)
+        return -ENOMEM;
+    cfg_ = cfg;
+    have_config_ = true;
+    // release; pairs with the acquire load in process_burst()
+    const config_snapshot* old = t_.config.exchange(fresh, std::memory_order_acq_rel);
+    retire(const_cast<config_snapshot*>(old), retired::kind::config);
+    int rc = 0;
+    for (const auto& [ip, v] : vteps_)
+        if (int r = publish_vtep(ip, v); r < 0)
+            rc = r;
+    return rc;
+}
+
+int table_writer_impl::upsert_network(const network_spec& net) noexcept {
+    if (net.vni == 0 || net.vni > 0xffffff)
+        return -EINVAL;
+    auto it = nets_.find(net.vni);
+    if (it != nets_.end()) {
+        const network_spec prev = it->second.spec;
+        it->second.spec = net;
+        if (int rc = publish_segment(it->second); rc < 0) {
+            it->second.spec = prev;
+            return rc;
+        }
+        return 0;
+    }
+    if (nets_.size() >= limits_.max_networks)
+        return -ENOSPC;
+    const int slot = take_slot(network_slots_);
+    if (slot < 0)
+        return slot;
+    net_shadow n{net, static_cast<uint16_t>(slot), {}, {}, {}};
+    if (int rc = publish_segment(n); rc < 0) {
+        network_slots_.give(static_cast<uint16_t>(slot));
+        return rc;
+    }
+    nets_.emplace(net.vni, std::move(n));
+    return 0;
+}
+
+int table_writer_impl::remove_network(uint32_t vni) noexcept {
+    auto it = nets_.find(vni);
+    if (it == nets_.end())
+        return -ENOENT;
+    std::set<uint32_t> dirty;
+    const std::set<uint64_t> macs = it->second.endpoints;
+    std::set<rte_be32_t> vteps;
+    for (uint64_t mac : macs) {
+        if (auto e = eps_.find({vni, mac}); e != eps_.end() && e->second.where == endpoint_entry::location::remote)
+            vteps.insert(e->second.vtep_ip_be);
+        unlink_endpoint({vni, mac}, dirty);
+    }
+    for (rte_be32_t ip : vteps)
+        remove_vtep_if_unused(ip);
+    const uint16_t slot = it->second.slot;
+    // The hash's defer queue frees the segment after a grace period.
+    rte_hash_del_key(t_.networks, &vni);
+    nets_.erase(it);
+    retire(nullptr, retired::kind::network_slot, slot);
+    return 0;
+}
+
+int table_writer_impl::upsert_vtep(rte_be32_t ip_be) noexcept {
+    explicit_vteps_.insert(ip_be);
+    if (vteps_.count(ip_be) != 0)
+        return 0;
+    if (vteps_.size() >= limits_.max_vteps) {
+        explicit_vteps_.erase(ip_be);
+        return -ENOSPC;
+    }
+    const int slot = take_slot(vtep_slots_);
+    if (slot < 0) {
+        explicit_vteps_.erase(ip_be);
+        return slot;
+    }
+    vtep_shadow v;
+    v.slot = static_cast<uint16_t>(slot);
+    if (int rc = publish_vtep(ip_be, v); rc < 0) {
+        vtep_slots_.give(v.slot);
+        explicit_vteps_.erase(ip_be);
+        return rc;
+    }
+    vteps_.emplace(ip_be, std::move(v));
+    return 0;
+}
+
+int table_writer_impl::resolve_vtep(rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
+    auto it = vteps_.find(ip_be);
+    if (it == vteps_.end())
+        return -ENOENT;
+    vtep_shadow& v = it->second;
+    const vtep_shadow prev_mac_state{v.slot, v.mac_known, v.mac, {}};
+    v.mac_known = true;
+    v.mac = mac;
+    if (int rc = publish_vtep(ip_be, v); rc < 0) {
+        v.mac_known = prev_mac_state.mac_known;
+        v.mac = prev_mac_state.mac;
+        return rc;
+    }
+    return 0;
+}
+
+int table_writer_impl::remove_vtep(rte_be32_t ip_be) noexcept {
+    auto it = vteps_.find(ip_be);
+    if (it == vteps_.end())
+        return -ENOENT;
+    std::set<uint32_t> dirty;
+    const std::set<ep_key> behind = it->second.endpoints;
+    for (const ep_key& k : behind)
+        unlink_endpoint(k, dirty);
+    republish(dirty);
+    explicit_vteps_.erase(ip_be);
+    remove_vtep_if_unused(ip_be);
+    return 0;
+}
+
+void table_writer_impl::remove_vtep_if_unused(rte_be32_t ip_be) noexcept {
+    auto it = vteps_.find(ip_be);
+    if (it == vteps_.end() || !it->second.endpoints.empty() || explicit_vteps_.count(ip_be) != 0)
+        return;
+    rte_hash_del_key(t_.vteps, &ip_be);   // freed by the hash's defer queue
+    retire(nullptr, retired::kind::vtep_slot, it->second.slot);
+    vteps_.erase(it);
+}
+
+int table_writer_impl::add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
+    const vni_ip_key key{vni_to_wire(vni), ip_be};
+    // The MAC travels in the pointer itself: nothing to retire on overwrite.
+    if (int rc = rte_hash_add_key_data(t_.addresses, &key, mac_to_data(mac)); rc < 0)
+        return rc;
+    addrs_[{vni, ip_be}] = mac_u64(mac);
+    return 0;
+}
+
+void table_writer_impl::remove_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
+    auto it = addrs_.find({vni, ip_be});
+    if (it == addrs_.end() || it->second != mac_u64(mac))
+        return;   // the address moved to another endpoint meanwhile: not ours to remove
+    const vni_ip_key key{vni_to_wire(vni), ip_be};
+    rte_hash_del_key(t_.addresses, &key);
+    addrs_.erase(it);
+}
+
+void table_writer_impl::unlink_endpoint(const ep_key& k, std::set<uint32_t>& dirty_nets) noexcept {
+    auto it = eps_.find(k);
+    if (it == eps_.end())
+        return;
+    const endpoint_entry e = it->second;
+    auto nit = nets_.find(e.vni);
+    if (e.where == endpoint_entry::location::local) {
+        set_binding(e.port_id, nullptr);   // first: stop its ingress
+        if (nit != nets_.end())
+            nit->second.local_ports.erase(e.port_id);
+    } else {
+        if (nit != nets_.end()) {
+            auto r = nit->second.remote_vteps.find(e.vtep_ip_be);
+            if (r != nit->second.remote_vteps.end() && --r->second == 0)
+                nit->second.remote_vteps.erase(r);
+        }
+        if (auto v = vteps_.find(e.vtep_ip_be); v != vteps_.end())
+            v->second.endpoints.erase(k);
+    }
+    if (nit != nets_.end()) {
+        nit->second.endpoints.erase(k.second);
+        dirty_nets.insert(e.vni);
+    }
+    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
+    rte_hash_del_key(t_.endpoints, &hk);   // freed by the hash's defer queue
+    remove_address(e.vni, e.ip_be, e.mac);
+    eps_.erase(it);
+}
+
+int table_writer_impl::install_endpoint(const endpoint_entry& e) noexcept {
+    auto* fresh = new (std::nothrow) endpoint_entry(e);
+    if (fresh == nullptr)
+        return -ENOMEM;
+    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
+    if (int rc = publish(t_.endpoints, &hk, fresh, retired::kind::endpoint); rc < 0) {
+        delete fresh;
+        return rc;
+    }
+    return 0;
+}
+
+int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
+                                             uint16_t port_id) noexcept {
+    if (port_id >= RTE_MAX_ETHPORTS || (have_config_ && port_id == cfg_.uplink_port))
+        return -EINVAL;
+    auto nit = nets_.find(vni);
+    if (nit == nets_.end())
+        return -ENOENT;
+    const ep_key k{vni, mac_u64(mac)};
+    const port_binding* bound = t_.ports[port_id].load(std::memory_order_relaxed);
+    if (bound != nullptr && (bound->vni != vni || !rte_is_same_ether_addr(&bound->mac, &mac)))
+        return -EBUSY;   // one endpoint per port
+    auto old = eps_.find(k);
+    const bool same_place = old != eps_.end() && old->second.where == endpoint_entry::location::local &&
+                            old->second.port_id == port_id;
+    if (!same_place) {
+        if (nit->second.local_ports.size() >= max_local_ports_per_network)
+            return -ENOSPC;
+        if (old == eps_.end() && eps_.size() >= limits_.max_endpoints)
+            return -ENOSPC;
+    }
+    auto* binding = new (std::nothrow) port_binding{port_id, vni, vni_to_wire(vni), ip_be, mac};
+    if (binding == nullptr)
+        return -ENOMEM;
+
+    std::set<uint32_t> dirty;
+    const bool was_remote = old != eps_.end() && old->second.where == endpoint_entry::location::remote;
+    const rte_be32_t old_vtep = was_remote ? old->second.vtep_ip_be : 0;
+    if (old != eps_.end() && !same_place)
+        unlink_endpoint(k, dirty);   // moved (remote -> local, or to another port)
+    else if (old != eps_.end() && old->second.ip_be != ip_be)
+        remove_address(vni, old->second.ip_be, mac);
+
+    endpoint_entry e{};
+    e.where = endpoint_entry::location::local;
+    e.port_id = port_id;
+    e.ip_be = ip_be;
+    e.mac = mac;
+    e.vni = vni;
+    int rc = install_endpoint(e);
+    if (rc == 0)
+        rc = add_address(vni, ip_be, mac);
+    if (rc < 0) {
+        delete binding;
+        if (eps_.count(k) == 0) {   // not half-published: take the entry back out
+            const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
+            rte_hash_del_key(t_.endpoints, &hk);
+        }
+        republish(dirty);
+        return rc;
+    }
+    eps_[k] = e;
+    nit->second.endpoints.insert(k.second);
+    if (nit->second.local_ports.insert(port_id).second)
+        dirty.insert(vni);
+    republish(dirty);
+    set_binding(port_id, binding);   // last: ingress only once everything else is there
+    if (was_remote)
+        remove_vtep_if_unused(old_vtep);
+    return 0;
+}
+
+int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
+                                              rte_be32_t vtep_ip_be) noexcept {
+    auto nit = nets_.find(vni);
+    if (nit == nets_.end())
+        return -ENOENT;
+    const ep_key k{vni, mac_u64(mac)};
+    auto old = eps_.find(k);
+    const bool same_place = old != eps_.end() && old->second.where == endpoint_entry::location::remote &&
+                            old->second.vtep_ip_be == vtep_ip_be;
+    if (old == eps_.end() && eps_.size() >= limits_.max_endpoints)
+        return -ENOSPC;
+    if (!same_place && nit->second.remote_vteps.count(vtep_ip_be) == 0 &&
+        nit->second.remote_vteps.size() >= max_remote_vteps_per_network)
+        return -ENOSPC;
+
+    // The VTEP must exist before anything points at it.
+    bool created_vtep = false;
+    if (vteps_.count(vtep_ip_be) == 0) {
+        if (int rc = upsert_vtep(vtep_ip_be); rc < 0)
+            return rc;
+        explicit_vteps_.erase(vtep_ip_be);   // implicit: goes away with its last endpoint
+        created_vtep = true;
+    }
+
+    std::set<uint32_t> dirty;
+    const bool was_remote = old != eps_.end() && old->second.where == endpoint_entry::location::remote;
+    const rte_be32_t old_vtep = was_remote ? old->second.vtep_ip_be : 0;
+    if (old != eps_.end() && !same_place)
+        unlink_endpoint(k, dirty);
+    else if (old != eps_.end() && old->second.ip_be != ip_be)
+        remove_address(vni, old->second.ip_be, mac);
+
+    endpoint_entry e{};
+    e.where = endpoint_entry::location::remote;
+    e.vtep_ip_be = vtep_ip_be;
+    e.ip_be = ip_be;
+    e.mac = mac;
+    e.vni = vni;
+    int rc = install_endpoint(e);
+    if (rc == 0)
+        rc = add_address(vni, ip_be, mac);
+    if (rc < 0) {
+        if (eps_.count(k) == 0) {
+            const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
+            rte_hash_del_key(t_.endpoints, &hk);
+        }
+        republish(dirty);
+        if (created_vtep)
+            remove_vtep_if_unused(vtep_ip_be);
+        return rc;
+    }
+    eps_[k] = e;
+    nit->second.endpoints.insert(k.second);
+    if (!same_place) {
+        vteps_[vtep_ip_be].endpoints.insert(k);
+        if (nit->second.remote_vteps[vtep_ip_be]++ == 0)
+            dirty.insert(vni);
+    }
+    republish(dirty);
+    if (was_remote && !same_place)
+        remove_vtep_if_unused(old_vtep);   // lost its last endpoint through the move
+    return 0;
+}
+
+int table_writer_impl::remove_endpoint(uint32_t vni, const rte_ether_addr& mac) noexcept {
+    const ep_key k{vni, mac_u64(mac)};
+    auto it = eps_.find(k);
+    if (it == eps_.end())
+        return -ENOENT;
+    const bool remote = it->second.where == endpoint_entry::location::remote;
+    const rte_be32_t vtep = it->second.vtep_ip_be;
+    std::set<uint32_t> dirty;
+    unlink_endpoint(k, dirty);
+    republish(dirty);
+    if (remote)
+        remove_vtep_if_unused(vtep);
+    return 0;
+}
+
+void table_writer_impl::reclaim() noexcept {
+    unsigned int freed = 0, pending = 0, available = 0;
+    rte_rcu_qsbr_dq_reclaim(dq_, UINT32_MAX, &freed, &pending, &available);
+}
+
+void table_writer_impl::synchronize() noexcept {
+    rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+    reclaim();
+}
+
+table_writer::sizes table_writer_impl::size() const noexcept {
+    sizes s{};
+    s.endpoints = static_cast<uint32_t>(eps_.size());
+    s.addresses = static_cast<uint32_t>(addrs_.size());
+    s.networks = static_cast<uint32_t>(nets_.size());
+    s.vteps = static_cast<uint32_t>(vteps_.size());
+    s.ports = n_bound_ports_;
+    s.retire_backlog = static_cast<uint32_t>(retired_count_ - freed_count_);
+    return s;
+}
+
+int table_writer_impl::network_slot(uint32_t vni) const noexcept {
+    auto it = nets_.find(vni);
+    return it == nets_.end() ? -ENOENT : it->second.slot;
+}
+
+int table_writer_impl::vtep_slot(rte_be32_t ip_be) const noexcept {
+    auto it = vteps_.find(ip_be);
+    return it == vteps_.end() ? -ENOENT : it->second.slot;
+}
+
+} // namespace
+
+std::unique_ptr<table_writer> table_writer::create(const char* name, const table_limits& limits) {
+    auto w = std::unique_ptr<table_writer_impl>(new (std::nothrow) table_writer_impl(name, limits));
+    if (w == nullptr || w->init() != 0)
+        return nullptr;
+    return w;
+}
+
+} // namespace overpass::ctl

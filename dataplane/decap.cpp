@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: worker lcore
+//
+// Uplink ingress: ARP and ping for the VTEP address, outer IPv4/UDP/VXLAN validation,
+// decapsulation and delivery to local ports.
+// Invariants:
+//  - only IPv4/UDP to our VTEP address and VXLAN port, with the I flag, from a known
+//    VTEP and for a known VNI is decapsulated; anything else is a counted drop;
+//  - a decapsulated frame is delivered only to local ports of its own VNI;
+//  - three bulk lookups per burst: vteps (outer source), networks (VNI), endpoints.
+#include <rte_cycles.h>
+#include <rte_hash.h>
+#include <rte_ip.h>
+#include <rte_prefetch.h>
+#include <rte_udp.h>
+#include <rte_vxlan.h>
+
+#include "dataplane/stages.hpp"
+
+namespace overpass::dp {
+
+namespace {
+
+constexpr uint16_t ipv4_min_frame = eth_len + sizeof(rte_ipv4_hdr);
+constexpr rte_be32_t vxlan_i_flag = RTE_BE32(0x08000000);
+
+/// Outer IPv4 header checksum: trust the NIC when it checked, compute otherwise.
+bool outer_cksum_ok(const rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t hl) noexcept {
+    switch (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+    case RTE_MBUF_F_RX_IP_CKSUM_GOOD:
+        return true;
+    case RTE_MBUF_F_RX_IP_CKSUM_BAD:
+        return false;
+    default:
+        return rte_raw_cksum(ip, hl) == 0xffff;
+    }
+}
+
+/// Validates the outer headers of one uplink frame. Returns the length of the outer
+/// headers (Ethernet to VXLAN) when the frame is VXLAN for us; otherwise the frame was
+/// consumed (answered, handed to the control thread or dropped) and 0 is returned.
+uint16_t check_outer(worker& w, const config_snapshot& cfg, rte_mbuf* m) noexcept {
+    const uint16_t port = cfg.uplink_port;
+    if (m->data_len < eth_len) {
+        drop(w, port, m, drop_reason::malformed);
+        return 0;
+    }
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
+        arp_from_underlay(w, cfg, m);
+        return 0;
+    }
+    if (eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4) ||
+        !rte_is_same_ether_addr(&eth->dst_addr, &cfg.vtep_mac)) {
+        drop(w, port, m, drop_reason::not_for_us);
+        return 0;
+    }
+    if (m->data_len < ipv4_min_frame) {
+        drop(w, port, m, drop_reason::malformed);
+        return 0;
+    }
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
+    const uint16_t ihl = ip->version_ihl & RTE_IPV4_HDR_IHL_MASK;
+    const uint16_t hl = ihl * RTE_IPV4_IHL_MULTIPLIER;
+    const uint16_t total = rte_be_to_cpu_16(ip->total_length);
+    if ((ip->version_ihl >> 4) != 4 || ihl < 5 || m->data_len < eth_len + hl || total < hl ||
+        uint32_t{eth_len} + total > rte_pktmbuf_pkt_len(m) || !outer_cksum_ok(m, ip, hl)) {
+        drop(w, port, m, drop_reason::outer_ip_invalid);
+        return 0;
+    }
+    if (ip->dst_addr != cfg.vtep_ip_be) {
+        drop(w, port, m, drop_reason::not_for_us);
+        return 0;
+    }
+    if ((ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0) {
+        drop(w, port, m, drop_reason::outer_fragment);
+        return 0;
+    }
+    // Ethernet padding after the IP packet is not part of the inner frame.
+    const uint32_t padding = rte_pktmbuf_pkt_len(m) - eth_len - total;
+    if (padding != 0 && rte_pktmbuf_trim(m, static_cast<uint16_t>(padding)) != 0) {
+        drop(w, port, m, drop_reason::malformed);
+        return 0;
+    }
+    if (ip->next_proto_id == IPPROTO_ICMP) {
+        icmp_from_underlay(w, cfg, m, hl);
+        return 0;
+    }
+    if (ip->next_proto_id != IPPROTO_UDP) {
+        drop(w, port, m, drop_reason::not_for_us);
+        return 0;
+    }
+    const uint16_t outer_len = eth_len + hl + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr);
+    if (m->data_len < eth_len + hl + sizeof(rte_udp_hdr)) {
+        drop(w, port, m, drop_reason::malformed);
+        return 0;
+    }
+    const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, eth_len + hl);
+    if (udp->dst_port != cfg.vxlan_port_be) {
+        drop(w, port, m, drop_reason::not_for_us);
+        return 0;
+    }
+    // The inner Ethernet header must follow in the first segment.
+    if (rte_be_to_cpu_16(udp->dgram_len) != total - hl || m->data_len < outer_len + eth_len) {
+        drop(w, port, m, drop_reason::malformed);
+        return 0;
+    }
+    const auto* vx = reinterpret_cast<const rte_vxlan_hdr*>(udp + 1);
+    if ((vx->vx_flags & vxlan_i_flag) == 0) {   // RFC 7348: other flag bits are ignored
+        drop(w, port, m, drop_reason::vxlan_bad_flags);
+        return 0;
+    }
+    return outer_len;
+}
+
+/// Delivers a decapsulated BUM frame to every local port of its segment.
+void flood_from_underlay(worker& w, uint16_t uplink, rte_mbuf* m, const segment& seg) noexcept {
+    w.stats.networks[seg.stats_slot].bum_packets.add(1);
+    if (seg.n_local_ports == 0) {
+        rte_pktmbuf_free(m);   // nobody of this network on this host
+        return;
+    }
+    for (uint16_t i = 0; i + 1 < seg.n_local_ports; i++) {
+        rte_mbuf* c = rte_pktmbuf_copy(m, w.pool, 0, UINT32_MAX);
+        if (c == nullptr)
+            count_drop(w, uplink, drop_reason::replication_failed);
+        else
+            tx_enqueue(w, seg.local_ports[i], c);
+    }
+    tx_enqueue(w, seg.local_ports[seg.n_local_ports - 1], m);
+}
+
+} // namespace
+
+void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_t n) noexcept {
+    const uint16_t uplink = cfg.uplink_port;
+
+    // Stage 1: outer headers.
+    rte_mbuf* vx[max_burst];
+    uint16_t outer_len[max_burst];
+    rte_be32_t src_ip[max_burst];
+    uint32_t vni[max_burst];
+    uint16_t n_vx = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        if (i + 3 < n)
+            rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+        rte_mbuf* m = pkts[i];
+        const uint16_t len = check_outer(w, cfg, m);
+        if (len == 0)
+            continue;
+        const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, eth_len);
+        const auto* vxh = rte_pktmbuf_mtod_offset(m, const rte_vxlan_hdr*, len - sizeof(rte_vxlan_hdr));
+        vx[n_vx] = m;
+        outer_len[n_vx] = len;
+        src_ip[n_vx] = ip->src_addr;
+        vni[n_vx] = vni_from_wire(vxh->vx_vni);
+        n_vx++;
+    }
+    if (n_vx == 0)
+        return;
+
+    // Stage 2: sender VTEP and network, in bulk.
+    const void* keys[max_burst];
+    void* vtep_data[max_burst];
+    void* seg_data[max_burst];
+    uint64_t vtep_hits = 0, seg_hits = 0;
+    for (uint16_t i = 0; i < n_vx; i++)
+        keys[i] = &src_ip[i];
+    rte_hash_lookup_bulk_data(w.tables->vteps, keys, n_vx, &vtep_hits, vtep_data);
+    for (uint16_t i = 0; i < n_vx; i++)
+        keys[i] = &vni[i];
+    rte_hash_lookup_bulk_data(w.tables->networks, keys, n_vx, &seg_hits, seg_data);
+
+    const uint64_t now = rte_rdtsc();
+    rte_mbuf* uni[max_burst];
+    vni_mac_key ep_keys[max_burst];
+    uint16_t n_uni = 0;
+    for (uint16_t i = 0; i < n_vx; i++) {
+        rte_mbuf* m = vx[i];
+        if (((vtep_hits >> i) & 1) == 0) {
+            drop(w, uplink, m, drop_reason::unknown_vtep);
+            continue;
+        }
+        if (((seg_hits >> i) & 1) == 0) {
+            drop(w, uplink, m, drop_reason::unknown_vni);
+            continue;
+        }
+        const auto* vtep = static_cast<const vtep_entry*>(vtep_data[i]);
+        const auto* seg = static_cast<const segment*>(seg_data[i]);
+        const uint32_t outer_bytes = rte_pktmbuf_pkt_len(m);
+        vtep_counters& vc = w.stats.vteps[vtep->stats_slot];
+        vc.rx_packets.add(1);
+        vc.rx_bytes.add(outer_bytes);
+        vc.last_seen_tsc.set(now);
+        network_counters& nc = w.stats.networks[seg->stats_slot];
+        nc.decap_packets.add(1);
+        nc.decap_bytes.add(outer_bytes - outer_len[i]);
+
+        rte_pktmbuf_adj(m, outer_len[i]);   // cannot fail: check_outer() saw the bytes
+        const auto* inner = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+        if (rte_is_multicast_ether_addr(&inner->dst_addr)) {
+            flood_from_underlay(w, uplink, m, *seg);
+            continue;
+        }
+        ep_keys[n_uni] = make_vni_mac_key(seg->vni_wire, inner->dst_addr);
+        uni[n_uni++] = m;
+    }
+    if (n_uni == 0)
+        return;
+
+    // Stage 3: inner destination, in bulk; only local endpoints of that VNI qualify.
+    void* ep_data[max_burst];
+    uint64_t ep_hits = 0;
+    for (uint16_t i = 0; i < n_uni; i++)
+        keys[i] = &ep_keys[i];
+    rte_hash_lookup_bulk_data(w.tables->endpoints, keys, n_uni, &ep_hits, ep_data);
+    for (uint16_t i = 0; i < n_uni; i++) {
+        const auto* ep = ((ep_hits >> i) & 1) ? static_cast<const endpoint_entry*>(ep_data[i]) : nullptr;
+        if (ep == nullptr || ep->where != endpoint_entry::location::local) {
+            drop(w, uplink, uni[i], drop_reason::unknown_dst);
+            continue;
+        }
+        tx_enqueue(w, ep->port_id, uni[i]);
+    }
+}
+
+} // namespace overpass::dp

@@ -1,0 +1,277 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: worker lcore
+//
+// Container ingress: anti-spoofing, ARP suppression, local switching, VXLAN
+// encapsulation (RFC 7348) and head-end replication of BUM traffic.
+// Invariants:
+//  - a burst comes from one port, so its binding and segment are loaded once per burst;
+//  - nothing leaves a container port with a source MAC/IP other than its endpoint's;
+//  - flooding never leaves the segment (VNI) of the port;
+//  - a copy for replication is taken before the original is modified, and the original
+//    serves the last destination.
+#include <cstring>
+
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_ip.h>
+#include <rte_prefetch.h>
+#include <rte_udp.h>
+#include <rte_vxlan.h>
+
+#include "dataplane/stages.hpp"
+
+namespace overpass::dp {
+
+namespace {
+
+constexpr uint16_t ipv4_min_frame = eth_len + sizeof(rte_ipv4_hdr);
+constexpr uint16_t vxlan_src_port_base = 49152;   // RFC 7348: 49152-65535 recommended
+
+/// Hash of the inner flow (L2 addresses, and for IPv4 the addresses, protocol and ports
+/// of unfragmented TCP/UDP) so that one flow keeps one outer source port. The fields are
+/// gathered into an aligned key first: rte_hash_crc() reads 8 bytes at a time.
+uint32_t inner_flow_hash(const rte_mbuf* m) noexcept {
+    struct alignas(8) {
+        uint8_t macs[2 * RTE_ETHER_ADDR_LEN];
+        uint8_t ips[2 * sizeof(rte_be32_t)];
+        uint8_t ports[4];
+        uint32_t proto;
+    } k{};
+    static_assert(sizeof(k) == 32);
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    std::memcpy(k.macs, eth, sizeof(k.macs));
+    if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4) && m->data_len >= ipv4_min_frame) {
+        const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
+        std::memcpy(k.ips, &ip->src_addr, sizeof(k.ips));
+        k.proto = ip->next_proto_id;
+        const uint16_t hl = rte_ipv4_hdr_len(ip);
+        const bool unfragmented = (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG |
+                                                                   RTE_IPV4_HDR_OFFSET_MASK)) == 0;
+        if ((ip->next_proto_id == IPPROTO_TCP || ip->next_proto_id == IPPROTO_UDP) && unfragmented &&
+            m->data_len >= eth_len + hl + sizeof(k.ports))
+            std::memcpy(k.ports, rte_pktmbuf_mtod_offset(m, const uint8_t*, eth_len + hl), sizeof(k.ports));
+    }
+    return rte_hash_crc(&k, sizeof(k), 0);
+}
+
+/// Per-burst cache of the VTEP entries of the segment's flood list, looked up in bulk
+/// the first time a BUM frame needs them.
+struct flood_vteps {
+    bool loaded = false;
+    const vtep_entry* v[max_remote_vteps_per_network];
+};
+
+void load_flood_vteps(const worker& w, const segment& seg, flood_vteps& fv) noexcept {
+    fv.loaded = true;
+    for (uint16_t base = 0; base < seg.n_remote_vteps; base += RTE_HASH_LOOKUP_BULK_MAX) {
+        const uint16_t n = RTE_MIN(seg.n_remote_vteps - base, RTE_HASH_LOOKUP_BULK_MAX);
+        const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
+        void* data[RTE_HASH_LOOKUP_BULK_MAX];
+        uint64_t hits = 0;
+        for (uint16_t i = 0; i < n; i++)
+            keys[i] = &seg.remote_vteps[base + i];
+        rte_hash_lookup_bulk_data(w.tables->vteps, keys, n, &hits, data);
+        for (uint16_t i = 0; i < n; i++) {
+            const auto* v = (hits >> i) & 1 ? static_cast<const vtep_entry*>(data[i]) : nullptr;
+            fv.v[base + i] = v != nullptr && v->resolved ? v : nullptr;
+        }
+    }
+}
+
+/// Prepends the outer headers towards `vtep`. Returns false (m untouched) when the
+/// mbuf has no headroom, which our pools never produce.
+bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& seg) noexcept {
+    const uint32_t inner_len = rte_pktmbuf_pkt_len(m);
+    const uint32_t hash = inner_flow_hash(m);
+    auto* outer = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, vxlan_overhead));
+    if (outer == nullptr)
+        return false;
+    std::memcpy(outer, vtep.outer_template, vxlan_overhead);
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(outer + eth_len);
+    auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+    auto* vx = reinterpret_cast<rte_vxlan_hdr*>(udp + 1);
+    ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + vxlan_overhead - eth_len));
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    udp->src_port = rte_cpu_to_be_16(static_cast<uint16_t>(vxlan_src_port_base + ((hash ^ (hash >> 16)) & 0x3fff)));
+    udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
+    udp->dgram_cksum = 0;   // RFC 7348: zero outer UDP checksum over IPv4
+    vx->vx_vni = seg.vni_wire;
+
+    network_counters& nc = w.stats.networks[seg.stats_slot];
+    nc.encap_packets.add(1);
+    nc.encap_bytes.add(inner_len);
+    vtep_counters& vc = w.stats.vteps[vtep.stats_slot];
+    vc.tx_packets.add(1);
+    vc.tx_bytes.add(inner_len + vxlan_overhead);
+    return true;
+}
+
+void encap_and_send(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
+                    const vtep_entry& vtep, const segment& seg) noexcept {
+    if (!encap_one(w, m, vtep, seg)) {
+        drop(w, rx_port, m, drop_reason::malformed);
+        return;
+    }
+    tx_enqueue(w, cfg.uplink_port, m);
+}
+
+/// Head-end replication of one BUM (or unknown unicast) frame to every other local port
+/// of the segment and every resolved remote VTEP of its flood list.
+void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
+                          const segment& seg, flood_vteps& fv) noexcept {
+    w.stats.networks[seg.stats_slot].bum_packets.add(1);
+    if (!fv.loaded && seg.n_remote_vteps != 0)
+        load_flood_vteps(w, seg, fv);
+
+    uint32_t remaining = 0;
+    for (uint16_t i = 0; i < seg.n_local_ports; i++)
+        remaining += seg.local_ports[i] != rx_port;
+    for (uint16_t i = 0; i < seg.n_remote_vteps; i++)
+        remaining += fv.v[i] != nullptr;
+    if (remaining == 0) {
+        rte_pktmbuf_free(m);   // alone in its network: nobody to deliver to
+        return;
+    }
+
+    auto next_copy = [&]() noexcept -> rte_mbuf* {
+        if (--remaining == 0)
+            return m;
+        rte_mbuf* c = rte_pktmbuf_copy(m, w.pool, 0, UINT32_MAX);
+        if (c == nullptr)
+            count_drop(w, rx_port, drop_reason::replication_failed);
+        return c;
+    };
+    for (uint16_t i = 0; i < seg.n_local_ports; i++) {
+        const uint16_t port = seg.local_ports[i];
+        if (port == rx_port)
+            continue;
+        if (rte_mbuf* c = next_copy(); c != nullptr)
+            tx_enqueue(w, port, c);
+    }
+    for (uint16_t i = 0; i < seg.n_remote_vteps; i++) {
+        if (fv.v[i] == nullptr)
+            continue;
+        if (rte_mbuf* c = next_copy(); c != nullptr)
+            encap_and_send(w, cfg, rx_port, c, *fv.v[i], seg);
+    }
+}
+
+} // namespace
+
+void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf** pkts,
+                 uint16_t n) noexcept {
+    // acquire; pairs with the release exchange in table_writer (port binding publish)
+    const port_binding* b = w.tables->ports[rx_port].load(std::memory_order_acquire);
+    const segment* seg = nullptr;
+    if (b != nullptr) {
+        void* data = nullptr;
+        if (rte_hash_lookup_data(w.tables->networks, &b->vni, &data) >= 0)
+            seg = static_cast<const segment*>(data);
+    }
+    if (seg == nullptr) {
+        const drop_reason r = b == nullptr ? drop_reason::port_unbound : drop_reason::no_network;
+        for (uint16_t i = 0; i < n; i++)
+            drop(w, rx_port, pkts[i], r);
+        return;
+    }
+
+    rte_mbuf* uni[max_burst];
+    vni_mac_key keys[max_burst];
+    uint16_t n_uni = 0;
+    rte_mbuf* bum[max_burst];
+    uint16_t n_bum = 0;
+
+    for (uint16_t i = 0; i < n; i++) {
+        if (i + 3 < n)
+            rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
+        rte_mbuf* m = pkts[i];
+        if (m->data_len < eth_len) {
+            drop(w, rx_port, m, drop_reason::malformed);
+            continue;
+        }
+        const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+        if (!rte_is_same_ether_addr(&eth->src_addr, &b->mac)) {
+            drop(w, rx_port, m, drop_reason::spoofed_mac);
+            continue;
+        }
+        const rte_be16_t type = eth->ether_type;
+        if (type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
+            arp_from_container(w, *b, *seg, rx_port, m);
+            continue;
+        }
+        // Overlay ports are untagged; a tag would hide the L3 header from anti-spoofing.
+        if (type == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) {
+            drop(w, rx_port, m, drop_reason::malformed);
+            continue;
+        }
+        if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+            if (m->data_len < ipv4_min_frame) {
+                drop(w, rx_port, m, drop_reason::malformed);
+                continue;
+            }
+            const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
+            if (ip->src_addr != b->ip_be) {
+                drop(w, rx_port, m, drop_reason::spoofed_ip);
+                continue;
+            }
+        }
+        if (rte_pktmbuf_pkt_len(m) - eth_len > seg->mtu) {
+            drop(w, rx_port, m, drop_reason::mtu_exceeded);
+            continue;
+        }
+        if (rte_is_multicast_ether_addr(&eth->dst_addr)) {
+            bum[n_bum++] = m;
+            continue;
+        }
+        if (seg->gateway_be != 0 && rte_is_same_ether_addr(&eth->dst_addr, &seg->gateway_mac)) {
+            drop(w, rx_port, m, drop_reason::no_route);
+            continue;
+        }
+        keys[n_uni] = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
+        uni[n_uni++] = m;
+    }
+
+    if (n_uni != 0) {
+        const void* key_ptrs[max_burst];
+        void* data[max_burst];
+        uint64_t hits = 0;
+        for (uint16_t i = 0; i < n_uni; i++)
+            key_ptrs[i] = &keys[i];
+        rte_hash_lookup_bulk_data(w.tables->endpoints, key_ptrs, n_uni, &hits, data);
+
+        const vtep_entry* last_vtep = nullptr;   // last-key cache: bursts go to few VTEPs
+        for (uint16_t i = 0; i < n_uni; i++) {
+            rte_mbuf* m = uni[i];
+            if (((hits >> i) & 1) == 0) {
+                bum[n_bum++] = m;   // unknown unicast is flooded
+                continue;
+            }
+            const auto* ep = static_cast<const endpoint_entry*>(data[i]);
+            if (ep->where == endpoint_entry::location::local) {
+                if (ep->port_id == rx_port)
+                    drop(w, rx_port, m, drop_reason::hairpin);
+                else
+                    tx_enqueue(w, ep->port_id, m);
+                continue;
+            }
+            if (last_vtep == nullptr || last_vtep->ip_be != ep->vtep_ip_be) {
+                void* v = nullptr;
+                last_vtep = rte_hash_lookup_data(w.tables->vteps, &ep->vtep_ip_be, &v) >= 0
+                                ? static_cast<const vtep_entry*>(v)
+                                : nullptr;
+            }
+            if (last_vtep == nullptr || !last_vtep->resolved) {
+                drop(w, rx_port, m, drop_reason::vtep_unresolved);
+                continue;
+            }
+            encap_and_send(w, cfg, rx_port, m, *last_vtep, *seg);
+        }
+    }
+
+    flood_vteps fv;
+    for (uint16_t i = 0; i < n_bum; i++)
+        flood_from_container(w, cfg, rx_port, bum[i], *seg, fv);
+}
+
+} // namespace overpass::dp

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: worker lcore
+//
+// Private interface between the data-plane stages. process_burst() (classify.cpp) splits
+// by direction: frames from the uplink go to decap_burst(), frames from a container port
+// to encap_burst(). Both may hand single packets to the ARP/ICMP helpers (arp.cpp) and
+// end every packet in exactly one place: tx_enqueue(), drop() or the exception ring.
+#pragma once
+
+#include <cstdint>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "overpass/worker.hpp"
+
+namespace overpass::dp {
+
+/// Counts a drop against `reason` and `port` without freeing anything (used when the
+/// packet never existed, e.g. a replication copy that could not be allocated).
+inline void count_drop(worker& w, uint16_t port, drop_reason reason) noexcept {
+    w.stats.drop(reason);
+    w.stats.ports[port].drops.add(1);
+}
+
+/// Counted drop: the packet is freed and attributed to the port it was received on.
+inline void drop(worker& w, uint16_t port, rte_mbuf* m, drop_reason reason) noexcept {
+    count_drop(w, port, reason);
+    rte_pktmbuf_free(m);
+}
+
+/// Frames shorter than this cannot be looked at (Ethernet header in the first segment).
+inline constexpr uint16_t eth_len = sizeof(rte_ether_hdr);
+
+// --- tx.cpp ---
+/// Buffers `m` for transmission on `port` (this worker's TX queue). Sends the buffer at
+/// once when it is full. Invariant: a port is on w.dirty exactly when w.tx[port].n > 0.
+void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept;
+
+// --- encap.cpp: frames received from a container port ---
+void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf** pkts,
+                 uint16_t n) noexcept;
+
+// --- decap.cpp: frames received from the uplink ---
+void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_t n) noexcept;
+
+// --- arp.cpp ---
+/// ARP from a container: anti-spoofing, then proxy reply from `addresses` or the gateway.
+void arp_from_container(worker& w, const port_binding& b, const segment& seg, uint16_t rx_port,
+                        rte_mbuf* m) noexcept;
+/// ARP on the uplink: requests for the VTEP address are answered, replies go to the
+/// control thread through the exception ring.
+void arp_from_underlay(worker& w, const config_snapshot& cfg, rte_mbuf* m) noexcept;
+/// ICMP to the VTEP address (outer IPv4 already validated, `ip_hdr_len` bytes long):
+/// echo requests are answered, everything else is not for us.
+void icmp_from_underlay(worker& w, const config_snapshot& cfg, rte_mbuf* m,
+                        uint16_t ip_hdr_len) noexcept;
+
+} // namespace overpass::dp

@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: worker lcore
+//
+// TX stage. Each worker owns one TX queue (w.txq) on every port and buffers per port.
+// Invariants: a port is listed in w.dirty exactly when its buffer is non-empty; tx
+// counters are bumped only for what the driver accepted; what it refused is freed
+// and counted as tx_full against the TX port.
+#include <rte_ethdev.h>
+#include <rte_ring.h>
+
+#include "dataplane/stages.hpp"
+#include "overpass/dataplane.hpp"
+
+namespace overpass::dp {
+
+namespace {
+
+void send_buffer(worker& w, uint16_t port) noexcept {
+    tx_buffer& b = w.tx[port];
+    // Lengths are read before the burst: once sent, an mbuf belongs to the driver.
+    uint32_t len[max_burst];
+    for (uint16_t i = 0; i < b.n; i++)
+        len[i] = rte_pktmbuf_pkt_len(b.pkts[i]);
+    const uint16_t sent = rte_eth_tx_burst(port, w.txq, b.pkts, b.n);
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < sent; i++)
+        bytes += len[i];
+    port_counters& pc = w.stats.ports[port];
+    pc.tx_packets.add(sent);
+    pc.tx_bytes.add(bytes);
+    if (sent < b.n) {
+        const uint16_t refused = b.n - sent;
+        w.stats.drop(drop_reason::tx_full, refused);
+        pc.drops.add(refused);
+        rte_pktmbuf_free_bulk(&b.pkts[sent], refused);
+    }
+    w.stats.tx_flushes.add(1);
+    b.n = 0;
+}
+
+} // namespace
+
+void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept {
+    tx_buffer& b = w.tx[port];
+    if (b.n == max_burst)
+        send_buffer(w, port);   // stays on the dirty list: m is appended right below
+    else if (b.n == 0)
+        w.dirty[w.n_dirty++] = port;
+    b.pkts[b.n++] = m;
+}
+
+void tx_flush(worker& w) noexcept {
+    for (uint16_t i = 0; i < w.n_dirty; i++) {
+        const uint16_t port = w.dirty[i];
+        send_buffer(w, port);
+    }
+    w.n_dirty = 0;
+}
+
+void inject_burst(worker& w) noexcept {
+    if (w.inject_ring == nullptr)
+        return;
+    rte_mbuf* pkts[max_burst];
+    const unsigned n = rte_ring_sc_dequeue_burst(w.inject_ring, reinterpret_cast<void**>(pkts), max_burst, nullptr);
+    for (unsigned i = 0; i < n; i++) {
+        // The control thread only injects to ports it has started; the check guards
+        // the array index, not the port's life.
+        if (pkts[i]->port < RTE_MAX_ETHPORTS)
+            tx_enqueue(w, pkts[i]->port, pkts[i]);
+        else
+            rte_pktmbuf_free(pkts[i]);
+    }
+}
+
+} // namespace overpass::dp
