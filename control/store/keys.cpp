@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread
+#include "control/store/keys.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <random>
+#include <stdexcept>
+
+namespace overpass::ctl {
+
+namespace {
+
+bool parse_uint(std::string_view s, uint32_t& out, uint32_t max) {
+    if (s.empty() || s.size() > 10)
+        return false;
+    uint64_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9')
+            return false;
+        v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    if (v > max)
+        return false;
+    out = static_cast<uint32_t>(v);
+    return true;
+}
+
+} // namespace
+
+std::optional<uint32_t> parse_ipv4(std::string_view s) {
+    uint32_t addr = 0;
+    for (int i = 0; i < 4; i++) {
+        const size_t dot = s.find('.');
+        const std::string_view part = i < 3 ? s.substr(0, dot) : s;
+        if (i < 3 && dot == std::string_view::npos)
+            return std::nullopt;
+        // No leading zeros: "010" is octal to some tools and decimal to others.
+        if (part.size() > 1 && part[0] == '0')
+            return std::nullopt;
+        uint32_t b = 0;
+        if (!parse_uint(part, b, 255))
+            return std::nullopt;
+        addr = addr << 8 | b;
+        if (i < 3)
+            s.remove_prefix(dot + 1);
+    }
+    return addr;
+}
+
+std::string format_ipv4(uint32_t a) {
+    return std::to_string(a >> 24) + '.' + std::to_string((a >> 16) & 0xff) + '.' +
+           std::to_string((a >> 8) & 0xff) + '.' + std::to_string(a & 0xff);
+}
+
+std::string ipv4_prefix::str() const { return format_ipv4(addr) + '/' + std::to_string(len); }
+std::string ipv4_prefix::key_str() const { return format_ipv4(addr) + '_' + std::to_string(len); }
+
+ipv4_prefix parse_prefix(std::string_view s) {
+    const std::string shown(s);
+    const size_t slash = s.find('/');
+    if (slash == std::string_view::npos)
+        throw std::invalid_argument("invalid subnet \"" + shown + "\": expected a.b.c.d/len");
+    const auto addr = parse_ipv4(s.substr(0, slash));
+    uint32_t len = 0;
+    if (!addr || !parse_uint(s.substr(slash + 1), len, 32) || len == 0)
+        throw std::invalid_argument("invalid subnet \"" + shown + "\": expected a.b.c.d/len");
+    ipv4_prefix p{*addr, static_cast<uint8_t>(len)};
+    if ((p.addr & p.mask()) != p.addr)
+        throw std::invalid_argument("invalid subnet \"" + shown + "\": host bits set (did you mean " +
+                                    ipv4_prefix{p.addr & p.mask(), p.len}.str() + "?)");
+    return p;
+}
+
+bool valid_name(std::string_view name) {
+    if (name.empty() || name.size() > 64)
+        return false;
+    auto alnum = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    };
+    if (!alnum(name[0]))
+        return false;
+    for (char c : name)
+        if (!alnum(c) && c != '_' && c != '.' && c != '-')
+            return false;
+    return true;
+}
+
+bool valid_key(std::string_view key) {
+    if (key.empty() || key.front() == '/')
+        return false;
+    char prev = 0;
+    for (char c : key) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == ',' || c == '-' || c == '_' || c == '.' || c == '/';
+        if (!ok || (c == '/' && prev == '/'))
+            return false;
+        prev = c;
+    }
+    return true;
+}
+
+std::array<uint8_t, 6> mac_for_ip(uint32_t ip) {
+    return {0x02, 0x42, static_cast<uint8_t>(ip >> 24), static_cast<uint8_t>(ip >> 16),
+            static_cast<uint8_t>(ip >> 8), static_cast<uint8_t>(ip)};
+}
+
+std::string format_mac(const std::array<uint8_t, 6>& m) {
+    char buf[18];
+    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+    return buf;
+}
+
+std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s) {
+    if (s.size() != 17)
+        return std::nullopt;
+    std::array<uint8_t, 6> m{};
+    for (size_t i = 0; i < 6; i++) {
+        if (i < 5 && s[i * 3 + 2] != ':')
+            return std::nullopt;
+        uint8_t b = 0;
+        const char* first = s.data() + i * 3;
+        auto [ptr, ec] = std::from_chars(first, first + 2, b, 16);
+        if (ec != std::errc() || ptr != first + 2)
+            return std::nullopt;
+        m[i] = b;
+    }
+    return m;
+}
+
+namespace keys {
+
+std::string nets_prefix() { return std::string(root) + "nets/"; }
+std::string net_prefix(std::string_view id) { return nets_prefix() + std::string(id) + '/'; }
+std::string net_meta(std::string_view id) { return net_prefix(id) + "meta"; }
+std::string endpoints_prefix(std::string_view id) { return net_prefix(id) + "eps/"; }
+std::string endpoint(std::string_view id, uint32_t ip) { return endpoints_prefix(id) + format_ipv4(ip); }
+std::string names_prefix() { return std::string(root) + "names/"; }
+std::string name(std::string_view n) { return names_prefix() + std::string(n); }
+std::string vnis_prefix() { return std::string(root) + "vnis/"; }
+std::string vni(uint32_t v) { return vnis_prefix() + std::to_string(v); }
+std::string subnets_prefix() { return std::string(root) + "subnets/"; }
+std::string subnet(const ipv4_prefix& p) { return subnets_prefix() + p.key_str(); }
+std::string hosts_prefix() { return std::string(root) + "hosts/"; }
+std::string host(std::string_view id) { return hosts_prefix() + std::string(id); }
+
+parsed parse(std::string_view key) {
+    parsed out;
+    if (!key.starts_with(root))
+        return out;
+    key.remove_prefix(root.size());
+    auto take = [&key]() {
+        const size_t slash = key.find('/');
+        std::string_view part = key.substr(0, slash);
+        key = slash == std::string_view::npos ? std::string_view{} : key.substr(slash + 1);
+        return part;
+    };
+    const std::string_view top = take();
+    const std::string_view id = take();
+    if (id.empty())
+        return out;
+    if (top == "nets") {
+        const std::string_view what = take();
+        if (what == "meta" && key.empty()) {
+            out.what = parsed::kind::net_meta;
+            out.id = id;
+        } else if (what == "eps" && key.find('/') == std::string_view::npos) {
+            if (auto ip = parse_ipv4(key)) {
+                out.what = parsed::kind::endpoint;
+                out.id = id;
+                out.ip = *ip;
+            }
+        }
+        return out;
+    }
+    if (!key.empty())
+        return out;
+    if (top == "names")
+        out.what = parsed::kind::name;
+    else if (top == "vnis")
+        out.what = parsed::kind::vni;
+    else if (top == "subnets")
+        out.what = parsed::kind::subnet;
+    else if (top == "hosts")
+        out.what = parsed::kind::host;
+    else
+        return out;
+    out.id = id;
+    return out;
+}
+
+} // namespace keys
+
+nlohmann::json to_json(const net_meta& m) {
+    return {{"id", m.id},
+            {"name", m.name},
+            {"vni", m.vni},
+            {"subnet", m.subnet.str()},
+            {"gateway", format_ipv4(m.gateway)},
+            {"mtu", m.mtu},
+            {"created_by", m.created_by}};
+}
+
+std::string to_value(const net_meta& m) {
+    nlohmann::json j = to_json(m);
+    j.erase("id");
+    return j.dump();
+}
+
+net_meta net_meta_from_value(std::string_view net_id, std::string_view value) {
+    const auto j = nlohmann::json::parse(value);
+    net_meta m;
+    m.id = net_id;
+    m.name = j.at("name").get<std::string>();
+    m.vni = j.at("vni").get<uint32_t>();
+    m.subnet = parse_prefix(j.at("subnet").get<std::string>());
+    const auto gw = parse_ipv4(j.at("gateway").get<std::string>());
+    if (!gw || !m.subnet.contains(*gw))
+        throw std::invalid_argument("gateway outside the subnet");
+    m.gateway = *gw;
+    m.mtu = j.at("mtu").get<uint16_t>();
+    m.created_by = j.value("created_by", "");
+    if (m.vni == 0 || m.vni > max_vni)
+        throw std::invalid_argument("vni out of range");
+    return m;
+}
+
+std::string to_value(const host_record& h) {
+    return nlohmann::json{{"vtep", h.vtep}, {"vxlan_port", h.vxlan_port}}.dump();
+}
+
+host_record host_record_from_value(std::string_view value) {
+    const auto j = nlohmann::json::parse(value);
+    host_record h{j.at("vtep").get<std::string>(), j.at("vxlan_port").get<uint16_t>()};
+    if (!parse_ipv4(h.vtep))
+        throw std::invalid_argument("bad vtep address");
+    return h;
+}
+
+std::string to_value(const endpoint_record& e) {
+    return nlohmann::json{{"name", e.name}, {"mac", e.mac}, {"host", e.host}, {"vtep", e.vtep}, {"kind", e.kind}}
+        .dump();
+}
+
+endpoint_record endpoint_record_from_value(std::string_view value) {
+    const auto j = nlohmann::json::parse(value);
+    endpoint_record e{j.at("name").get<std::string>(), j.at("mac").get<std::string>(),
+                      j.at("host").get<std::string>(), j.at("vtep").get<std::string>(),
+                      j.value("kind", "")};
+    if (!parse_mac(e.mac))
+        throw std::invalid_argument("bad mac");
+    if (!parse_ipv4(e.vtep))
+        throw std::invalid_argument("bad vtep address");
+    return e;
+}
+
+std::string random_id() {
+    static std::mt19937_64 gen{std::random_device{}()};
+    char buf[17];
+    std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(gen()));
+    return buf;
+}
+
+} // namespace overpass::ctl

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread (every call and every callback on the control io_context)
+//
+// The backend-neutral store interface (store-notes §5.1). Backends: file:// (here),
+// consul:// and etcd:// (later; same interface, HTTP through Beast on the same
+// io_context, which is why every operation is an awaitable).
+//
+// Revisions are opaque per-backend numbers that only grow within one backend's history;
+// a watcher that cannot follow them (Consul index reset, etcd compaction, unreadable
+// file) delivers a fresh snapshot instead of deltas.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>   // std::exchange, used but not included by Boost 1.74's awaitable.hpp
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+namespace overpass::ctl {
+
+struct kv_item {
+    std::string key;
+    std::string value;
+    uint64_t create_rev = 0;
+    uint64_t mod_rev = 0;
+};
+
+struct kv_snapshot {
+    std::vector<kv_item> items;   ///< sorted by key
+    uint64_t revision = 0;
+};
+
+struct kv_delta {
+    enum class kind { put, del } what;
+    kv_item item;                 ///< for del: key only (and the last known value)
+};
+
+/// The store could not be read or written (I/O error, corrupt contents, unreachable
+/// server). Callers keep their last good state and retry.
+struct store_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// A Consul session / etcd lease / file-store session. Keys created with it vanish when
+/// it is released or expires. The backend renews it every TTL/3 on the io_context; when
+/// a renewal finds it gone, alive() turns false and the on_lost callbacks run (once).
+class liveness {
+public:
+    virtual ~liveness() = default;
+    virtual const std::string& id() const noexcept = 0;
+    virtual bool alive() const noexcept = 0;
+    virtual void on_lost(std::function<void()> cb) = 0;
+    /// Renew now. false: the handle is lost (on_lost callbacks have run).
+    virtual boost::asio::awaitable<bool> renew() = 0;
+    /// Graceful release: deletes every key bound to it. Idempotent.
+    virtual boost::asio::awaitable<void> release() = 0;
+};
+
+/// One operation of an atomic transaction.
+struct txn_op {
+    enum class kind {
+        create,   ///< put only if the key is absent; bound to `lease` if non-null
+        remove,   ///< delete; if mod_rev != 0, only if the key's mod_rev equals it
+    } what = kind::create;
+    std::string key;
+    std::string value;
+    uint64_t mod_rev = 0;
+    const liveness* lease = nullptr;
+
+    static txn_op create(std::string k, std::string v, const liveness* l = nullptr) {
+        return {kind::create, std::move(k), std::move(v), 0, l};
+    }
+    static txn_op remove(std::string k, uint64_t rev = 0) { return {kind::remove, std::move(k), {}, rev, nullptr}; }
+};
+
+struct txn_result {
+    bool succeeded = false;
+    uint64_t revision = 0;
+    std::string failed_key;       ///< first op whose condition did not hold
+};
+
+/// Cancels the watch when destroyed. Callbacks never run after that.
+class watch_handle {
+public:
+    virtual ~watch_handle() = default;
+};
+
+struct watch_callbacks {
+    /// Full state: first delivery, and after any resync. Replace, don't merge.
+    std::function<void(const kv_snapshot&)> on_snapshot;
+    /// Changes leading to `revision`, in order.
+    std::function<void(std::span<const kv_delta>, uint64_t revision)> on_changes;
+    /// The watch could not read the store (it keeps retrying). Optional.
+    std::function<void(const std::string&)> on_error;
+};
+
+class store {
+public:
+    virtual ~store() = default;
+
+    /// Every key starting with `prefix`.
+    virtual boost::asio::awaitable<kv_snapshot> list(std::string prefix) = 0;
+
+    /// All ops or none. A create on an existing key, or a remove whose mod_rev does not
+    /// match, fails the whole transaction (succeeded=false, failed_key set); a remove of
+    /// an absent key without mod_rev is not a failure. Throws store_error / invalid_argument.
+    virtual boost::asio::awaitable<txn_result> txn(std::vector<txn_op> ops) = 0;
+
+    /// Opens a liveness handle for `owner` (the host id) with the given TTL.
+    virtual boost::asio::awaitable<std::unique_ptr<liveness>> open_liveness(std::string owner,
+                                                                            std::chrono::seconds ttl) = 0;
+
+    /// Watches `prefix`: an initial snapshot, then change batches.
+    virtual std::unique_ptr<watch_handle> watch(std::string prefix, watch_callbacks cbs) = 0;
+
+    /// The URL this store was opened with (for logs and `overpass stats`).
+    virtual std::string url() const = 0;
+
+    // Conveniences over txn().
+    boost::asio::awaitable<bool> create(std::string key, std::string value, const liveness* lease = nullptr);
+    boost::asio::awaitable<bool> remove(std::string key, uint64_t mod_rev = 0);
+};
+
+/// `file:///path/store.json` (default file:///var/lib/overpass/store.json).
+/// consul:// and etcd:// throw "not implemented yet"; anything else throws
+/// std::invalid_argument naming the URL and the accepted forms.
+std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url);
+
+} // namespace overpass::ctl

@@ -1,0 +1,510 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread
+#include "control/sync/agent.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <set>
+#include <tuple>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <rte_byteorder.h>
+
+namespace overpass::ctl {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// The default subnet pool: 10.0.N.0/24 inside 10.0.0.0/16.
+constexpr uint32_t pool_base = 0x0a000000;
+constexpr uint16_t min_mtu = 576;
+constexpr int max_txn_attempts = 5;
+
+rte_ether_addr to_ether(const std::array<uint8_t, 6>& m) {
+    rte_ether_addr a;
+    std::memcpy(a.addr_bytes, m.data(), m.size());
+    return a;
+}
+
+network_spec spec_of(const net_meta& m) {
+    return network_spec{m.vni, m.mtu, rte_cpu_to_be_32(m.subnet.addr), rte_cpu_to_be_32(m.subnet.mask()),
+                        rte_cpu_to_be_32(m.gateway)};
+}
+
+// Every readable network meta in a listing (a broken record must not block the others).
+std::vector<net_meta> metas_of(const kv_snapshot& snap) {
+    std::vector<net_meta> out;
+    for (const auto& item : snap.items) {
+        const keys::parsed k = keys::parse(item.key);
+        if (k.what != keys::parsed::kind::net_meta)
+            continue;
+        try {
+            out.push_back(net_meta_from_value(k.id, item.value));
+        } catch (const std::exception&) {
+        }
+    }
+    return out;
+}
+
+std::string last_component(const std::string& key) { return key.substr(key.rfind('/') + 1); }
+
+} // namespace
+
+nlohmann::json to_json(const endpoint_info& e) {
+    return {{"network", e.network},
+            {"network_id", e.network_id},
+            {"name", e.name},
+            {"ip", format_ipv4(e.ip)},
+            {"address", format_ipv4(e.ip) + "/" + std::to_string(e.prefix_len)},
+            {"mac", e.mac},
+            {"host", e.host},
+            {"vtep", e.vtep},
+            {"kind", e.kind}};
+}
+
+nlohmann::json to_json(const host_info& h) {
+    return {{"id", h.id}, {"vtep", h.vtep}, {"vxlan_port", h.vxlan_port}};
+}
+
+agent::agent(asio::io_context& io, store& st, table_writer& tw, port_ops& ports, agent_config cfg, agent_hooks hooks)
+    : io_(io), store_(st), tw_(tw), ports_(ports), cfg_(std::move(cfg)), hooks_(std::move(hooks)),
+      sync_(tw, sync_identity{cfg_.host_id, cfg_.vtep_be}, hooks_.on_vtep_added) {}
+
+agent::~agent() { *alive_token_ = false; }
+
+// ---- host registration and liveness ----
+
+asio::awaitable<void> agent::start() {
+    if (!valid_key(keys::host(cfg_.host_id)) || cfg_.host_id.find('/') != std::string::npos)
+        throw std::invalid_argument("invalid host id \"" + cfg_.host_id + "\" (allowed: A-Z a-z 0-9 , - _ .)");
+    co_await register_host();
+    sync_.start(store_);
+}
+
+asio::awaitable<void> agent::register_host() {
+    lease_ = co_await store_.open_liveness(cfg_.host_id, cfg_.liveness_ttl);
+    std::weak_ptr<bool> token = alive_token_;
+    lease_->on_lost([this, token] {
+        if (auto t = token.lock(); t && *t)
+            on_liveness_lost();
+    });
+    const std::string key = keys::host(cfg_.host_id);
+    const std::string value = to_value(host_record{cfg_.vtep_ip, cfg_.vxlan_port});
+    if (!co_await store_.create(key, value, lease_.get())) {
+        // Left over by an earlier incarnation whose session has not expired yet.
+        std::clog << "overpassd: warning: replacing existing " << key << " (earlier run of this host?)\n";
+        co_await store_.remove(key);
+        if (!co_await store_.create(key, value, lease_.get()))
+            throw store_error("cannot register " + key + ": another process keeps creating it");
+    }
+}
+
+void agent::on_liveness_lost() {
+    liveness_losses_++;
+    std::clog << "overpassd: warning: store session lost; re-registering host " << cfg_.host_id << '\n';
+    if (recovering_)
+        return;
+    recovering_ = true;
+    std::weak_ptr<bool> token = alive_token_;
+    asio::co_spawn(io_, recover_liveness(), [this, token](std::exception_ptr e) {
+        if (auto t = token.lock(); !t || !*t)
+            return;
+        recovering_ = false;
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                std::clog << "overpassd: warning: re-registration failed: " << ex.what() << '\n';
+            }
+            on_liveness_lost();   // TODO(agent): back off instead of retrying at once
+        }
+    });
+}
+
+asio::awaitable<void> agent::recover_liveness() {
+    co_await register_host();
+    for (auto& [k, ep] : local_) {
+        if (!co_await store_.create(ep.key, ep.value, lease_.get()))
+            std::clog << "overpassd: warning: address " << format_ipv4(ep.info.ip) << " of endpoint " << ep.info.name
+                      << " was claimed by another host while this host's session was lost\n";
+    }
+}
+
+asio::awaitable<void> agent::shutdown() {
+    *alive_token_ = false;   // no liveness recovery from here on
+    for (auto& [k, ep] : local_) {
+        tw_.remove_endpoint(ep.vni, to_ether(*parse_mac(ep.info.mac)));
+        ports_.detach(ep.port_id);
+    }
+    local_.clear();
+    sync_.stop();
+    if (lease_) {
+        try {
+            co_await lease_->release();   // deletes the host key and the endpoint keys
+        } catch (const std::exception& e) {
+            std::clog << "overpassd: warning: releasing the store session: " << e.what() << '\n';
+        }
+        lease_.reset();
+    }
+}
+
+// ---- networks ----
+
+asio::awaitable<net_meta> agent::find_network(const std::string& name) {
+    if (!valid_name(name))
+        throw api_error(400, "invalid network name \"" + name + "\"");
+    const kv_snapshot claim = co_await store_.list(keys::name(name));
+    for (const auto& item : claim.items) {
+        if (item.key != keys::name(name))
+            continue;
+        const kv_snapshot meta = co_await store_.list(keys::net_meta(item.value));
+        for (const auto& m : meta.items)
+            if (m.key == keys::net_meta(item.value))
+                co_return net_meta_from_value(item.value, m.value);
+    }
+    throw api_error(404, "network \"" + name + "\" not found");
+}
+
+asio::awaitable<net_meta> agent::create_network(network_request req) {
+    if (!valid_name(req.name))
+        throw api_error(400, "invalid network name \"" + req.name +
+                                 "\": use letters, digits, '_', '.', '-', starting with a letter or digit, at most 64");
+    net_meta m;
+    m.name = req.name;
+    m.created_by = cfg_.host_id;
+    m.mtu = static_cast<uint16_t>(req.mtu.value_or(cfg_.default_mtu));
+    const uint32_t max_mtu = cfg_.uplink_mtu > vxlan_overhead ? cfg_.uplink_mtu - vxlan_overhead : 0;
+    if (req.mtu && (*req.mtu < min_mtu || *req.mtu > max_mtu))
+        throw api_error(400, "invalid mtu " + std::to_string(*req.mtu) + ": must be between " + std::to_string(min_mtu) +
+                                 " and " + std::to_string(max_mtu) + " (uplink MTU " +
+                                 std::to_string(cfg_.uplink_mtu) + " minus VXLAN overhead)");
+    if (!req.mtu && m.mtu > max_mtu)
+        m.mtu = static_cast<uint16_t>(max_mtu);
+    std::optional<ipv4_prefix> want_subnet;
+    if (req.subnet) {
+        try {
+            want_subnet = parse_prefix(*req.subnet);
+        } catch (const std::invalid_argument& e) {
+            throw api_error(400, e.what());
+        }
+        if (want_subnet->len > 30)
+            throw api_error(400, "subnet " + want_subnet->str() + " is too small (at most /30)");
+    }
+    if (req.vni && (*req.vni == 0 || *req.vni > max_vni))
+        throw api_error(400, "invalid vni " + std::to_string(*req.vni) + ": must be between 1 and " +
+                                 std::to_string(max_vni));
+
+    for (int attempt = 0; attempt < max_txn_attempts; attempt++) {
+        const kv_snapshot all = co_await store_.list(std::string(keys::root));
+        std::set<std::string> present;
+        std::vector<std::pair<ipv4_prefix, std::string>> subnets;   // taken, with owner name
+        std::set<uint32_t> vnis;
+        for (const auto& item : all.items) {
+            present.insert(item.key);
+            const keys::parsed k = keys::parse(item.key);
+            if (k.what == keys::parsed::kind::subnet) {
+                std::string cidr = k.id;
+                std::replace(cidr.begin(), cidr.end(), '_', '/');
+                try {
+                    subnets.emplace_back(parse_prefix(cidr), item.value);
+                } catch (const std::invalid_argument&) {
+                }
+            } else if (k.what == keys::parsed::kind::vni) {
+                try {
+                    vnis.insert(static_cast<uint32_t>(std::stoul(k.id)));
+                } catch (const std::exception&) {
+                }
+            }
+        }
+        for (const net_meta& other : metas_of(all)) {
+            subnets.emplace_back(other.subnet, other.name);
+            vnis.insert(other.vni);
+        }
+        auto owner_name = [&all](const std::string& owner) {
+            for (const net_meta& o : metas_of(all))
+                if (o.id == owner || o.name == owner)
+                    return o.name;
+            return owner;
+        };
+        if (present.contains(keys::name(req.name)))
+            throw api_error(409, "network \"" + req.name + "\" already exists");
+
+        if (want_subnet) {
+            for (const auto& [p, owner] : subnets)
+                if (p.overlaps(*want_subnet))
+                    throw api_error(409, "subnet " + want_subnet->str() + " overlaps " + p.str() + " of network \"" +
+                                             owner_name(owner) + "\"");
+            m.subnet = *want_subnet;
+        } else {
+            bool found = false;
+            for (uint32_t n = 0; n < 256 && !found; n++) {
+                const ipv4_prefix cand{pool_base | n << 8, 24};
+                found = std::none_of(subnets.begin(), subnets.end(), [&](const auto& s) { return s.first.overlaps(cand); });
+                if (found)
+                    m.subnet = cand;
+            }
+            if (!found)
+                throw api_error(507, "no free subnet left in the default pool 10.0.0.0/16; pass --subnet");
+        }
+
+        if (req.gateway) {
+            const auto gw = parse_ipv4(*req.gateway);
+            if (!gw)
+                throw api_error(400, "invalid gateway \"" + *req.gateway + "\"");
+            if (!m.subnet.contains(*gw) || *gw == m.subnet.addr || *gw == m.subnet.broadcast())
+                throw api_error(400, "gateway " + *req.gateway + " is not a host address of " + m.subnet.str());
+            m.gateway = *gw;
+        } else {
+            m.gateway = m.subnet.addr + 1;
+        }
+
+        if (req.vni) {
+            if (vnis.contains(*req.vni))
+                throw api_error(409, "vni " + std::to_string(*req.vni) + " is already used by another network");
+            m.vni = *req.vni;
+        } else {
+            m.vni = first_auto_vni;
+            while (vnis.contains(m.vni))
+                m.vni++;
+            if (m.vni > max_vni)
+                throw api_error(507, "no free VNI left");
+        }
+
+        m.id = random_id();
+        std::vector<txn_op> ops;
+        ops.push_back(txn_op::create(keys::name(m.name), m.id));
+        ops.push_back(txn_op::create(keys::vni(m.vni), m.id));
+        ops.push_back(txn_op::create(keys::subnet(m.subnet), m.id));
+        ops.push_back(txn_op::create(keys::net_meta(m.id), to_value(m)));
+        const txn_result r = co_await store_.txn(std::move(ops));
+        if (r.succeeded)
+            co_return m;
+        // Lost a race with another host: explain it if the user asked for that value,
+        // otherwise pick again from the fresh state.
+        if (r.failed_key == keys::name(m.name))
+            throw api_error(409, "network \"" + m.name + "\" already exists");
+        if (req.vni && r.failed_key == keys::vni(m.vni))
+            throw api_error(409, "vni " + std::to_string(m.vni) + " is already used by another network");
+        if (req.subnet && r.failed_key == keys::subnet(m.subnet))
+            throw api_error(409, "subnet " + m.subnet.str() + " is already used by another network");
+    }
+    throw api_error(409, "could not create network \"" + req.name + "\": too many concurrent changes, try again");
+}
+
+asio::awaitable<std::vector<net_meta>> agent::list_networks() {
+    const kv_snapshot snap = co_await store_.list(keys::nets_prefix());
+    std::vector<net_meta> nets = metas_of(snap);
+    std::sort(nets.begin(), nets.end(), [](const net_meta& a, const net_meta& b) { return a.name < b.name; });
+    co_return nets;
+}
+
+asio::awaitable<nlohmann::json> agent::inspect_network(std::string name) {
+    const net_meta m = co_await find_network(name);
+    nlohmann::json j = to_json(m);
+    j["driver"] = "overpass";
+    j["scope"] = "global";
+    nlohmann::json eps = nlohmann::json::array();
+    const std::vector<endpoint_info> all = co_await list_endpoints();
+    for (const auto& e : all)
+        if (e.network_id == m.id)
+            eps.push_back(to_json(e));
+    j["endpoints"] = std::move(eps);
+    co_return j;
+}
+
+asio::awaitable<void> agent::remove_network(std::string name) {
+    const net_meta m = co_await find_network(name);
+    const kv_snapshot eps = co_await store_.list(keys::endpoints_prefix(m.id));
+    if (!eps.items.empty())
+        throw api_error(409, "network \"" + name + "\" has " + std::to_string(eps.items.size()) +
+                                 " endpoint(s) attached; detach them first");
+    const kv_snapshot meta = co_await store_.list(keys::net_meta(m.id));
+    uint64_t meta_rev = 0;
+    for (const auto& item : meta.items)
+        if (item.key == keys::net_meta(m.id))
+            meta_rev = item.mod_rev;
+    std::vector<txn_op> ops;
+    ops.push_back(txn_op::remove(keys::net_meta(m.id), meta_rev));
+    // Release only the claims this network holds.
+    for (const std::string& claim : {keys::name(m.name), keys::vni(m.vni), keys::subnet(m.subnet)}) {
+        const kv_snapshot found = co_await store_.list(claim);
+        for (const auto& item : found.items)
+            if (item.key == claim && item.value == m.id)
+                ops.push_back(txn_op::remove(claim, item.mod_rev));
+    }
+    const txn_result removed = co_await store_.txn(std::move(ops));
+    if (!removed.succeeded)
+        throw api_error(409, "network \"" + name + "\" changed while removing it; try again");
+}
+
+// ---- endpoints ----
+
+asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
+    if (!valid_name(req.name))
+        throw api_error(400, "invalid endpoint name \"" + req.name + "\"");
+    if (req.netns.empty() == req.vhost_user.empty())
+        throw api_error(400, "give exactly one of netns (TAP) or vhost_user (socket path)");
+    if (!req.netns.empty() && !valid_name(req.netns))
+        throw api_error(400, "invalid network namespace name \"" + req.netns + "\"");
+    if (!lease_ || !lease_->alive())
+        throw api_error(503, "not registered in the store (session lost); try again shortly");
+    const net_meta m = co_await find_network(req.network);
+
+    const kv_snapshot eps = co_await store_.list(keys::endpoints_prefix(m.id));
+    std::set<uint32_t> taken;
+    for (const auto& item : eps.items) {
+        const keys::parsed k = keys::parse(item.key);
+        if (k.what != keys::parsed::kind::endpoint)
+            continue;
+        taken.insert(k.ip);
+        try {
+            if (endpoint_record_from_value(item.value).name == req.name)
+                throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
+        } catch (const api_error&) {
+            throw;
+        } catch (const std::exception&) {
+        }
+    }
+
+    endpoint_info info{m.name, m.id, req.name, 0, m.subnet.len, {}, cfg_.host_id, cfg_.vtep_ip,
+                       req.netns.empty() ? "vhost" : "tap"};
+    local_endpoint ep;
+    // First free host address after the gateway, wrapping around; claim it, and on a
+    // lost race (another host, same moment) move on to the next one.
+    const uint32_t first = m.subnet.addr + 1;
+    const uint32_t last = m.subnet.broadcast() - 1;
+    const uint32_t span = last >= first ? last - first + 1 : 0;
+    bool claimed = false;
+    for (uint32_t i = 0; i < span && !claimed; i++) {
+        const uint32_t ip = first + (m.gateway - first + 1 + i) % span;
+        if (ip == m.gateway || taken.contains(ip))
+            continue;
+        info.ip = ip;
+        info.mac = format_mac(mac_for_ip(ip));
+        ep.key = keys::endpoint(m.id, ip);
+        ep.value = to_value(endpoint_record{info.name, info.mac, info.host, info.vtep, info.kind});
+        claimed = co_await store_.create(ep.key, ep.value, lease_.get());
+    }
+    if (!claimed)
+        throw api_error(507, "address pool of network \"" + m.name + "\" (" + m.subnet.str() + ") is exhausted");
+
+    ep.info = info;
+    ep.vni = m.vni;
+    const rte_ether_addr mac = to_ether(mac_for_ip(info.ip));
+    std::optional<api_error> failure;
+    bool port_up = false;
+    try {
+        if (!req.netns.empty()) {
+            container_iface iface;
+            iface.netns = req.netns;
+            iface.mac = mac;
+            iface.ip_cidr = format_ipv4(info.ip) + "/" + std::to_string(info.prefix_len);
+            iface.gateway = format_ipv4(m.gateway);
+            iface.mtu = m.mtu;
+            iface.dns_server = format_ipv4(m.gateway);
+            ep.port_id = ports_.attach_tap(req.name, iface);
+        } else {
+            ep.port_id = ports_.attach_vhost(req.name, req.vhost_user);
+        }
+        port_up = true;
+        // The sync engine may not have seen a network created a moment ago; the upsert
+        // is idempotent.
+        if (int rc = tw_.upsert_network(spec_of(m)); rc < 0)
+            failure = api_error(500, "cannot program network \"" + m.name + "\": " + std::strerror(-rc));
+        else if (rc = tw_.upsert_local_endpoint(m.vni, rte_cpu_to_be_32(info.ip), mac, ep.port_id); rc < 0)
+            failure = api_error(500, "cannot program endpoint \"" + req.name + "\": " + std::strerror(-rc));
+    } catch (const port_error& e) {
+        failure = api_error(500, std::string("cannot attach endpoint \"") + req.name + "\": " + e.what());
+    } catch (const std::exception& e) {
+        failure = api_error(500, std::string("cannot attach endpoint \"") + req.name + "\": " + e.what());
+    }
+    if (failure) {
+        if (port_up)
+            ports_.detach(ep.port_id);
+        try {
+            co_await store_.remove(ep.key);
+        } catch (const std::exception& e) {
+            std::clog << "overpassd: warning: rollback of " << ep.key << ": " << e.what() << '\n';
+        }
+        throw *failure;
+    }
+    local_[{m.id, req.name}] = ep;
+    co_return info;
+}
+
+asio::awaitable<void> agent::detach_endpoint(std::string name, std::string network) {
+    std::vector<decltype(local_)::iterator> matches;
+    for (auto it = local_.begin(); it != local_.end(); ++it)
+        if (it->second.info.name == name && (network.empty() || it->second.info.network == network))
+            matches.push_back(it);
+    if (matches.empty())
+        throw api_error(404, "endpoint \"" + name + "\" not found on this host");
+    if (matches.size() > 1)
+        throw api_error(409, "endpoint name \"" + name + "\" is attached to several networks; give the network");
+    const local_endpoint ep = matches.front()->second;
+    local_.erase(matches.front());
+    tw_.remove_endpoint(ep.vni, to_ether(*parse_mac(ep.info.mac)));
+    ports_.detach(ep.port_id);
+    co_await store_.remove(ep.key);
+}
+
+asio::awaitable<std::vector<endpoint_info>> agent::list_endpoints() {
+    const kv_snapshot all = co_await store_.list(keys::nets_prefix());
+    std::map<std::string, net_meta> nets;
+    for (auto& m : metas_of(all))
+        nets[m.id] = m;
+    std::vector<endpoint_info> out;
+    for (const auto& item : all.items) {
+        const keys::parsed k = keys::parse(item.key);
+        auto net = nets.find(k.id);
+        if (k.what != keys::parsed::kind::endpoint || net == nets.end())
+            continue;
+        try {
+            const endpoint_record r = endpoint_record_from_value(item.value);
+            out.push_back({net->second.name, k.id, r.name, k.ip, net->second.subnet.len, r.mac, r.host, r.vtep, r.kind});
+        } catch (const std::exception&) {
+        }
+    }
+    std::sort(out.begin(), out.end(), [](const endpoint_info& a, const endpoint_info& b) {
+        return std::tie(a.network, a.ip) < std::tie(b.network, b.ip);
+    });
+    co_return out;
+}
+
+asio::awaitable<std::vector<host_info>> agent::list_hosts() {
+    std::vector<host_info> out;
+    const kv_snapshot hosts = co_await store_.list(keys::hosts_prefix());
+    for (const auto& item : hosts.items) {
+        try {
+            const host_record h = host_record_from_value(item.value);
+            out.push_back({last_component(item.key), h.vtep, h.vxlan_port});
+        } catch (const std::exception&) {
+        }
+    }
+    co_return out;
+}
+
+nlohmann::json agent::status() const {
+    const sync_counters& c = sync_.counters();
+    return {{"host", cfg_.host_id},
+            {"vtep", cfg_.vtep_ip},
+            {"store", store_.url()},
+            {"registered", lease_ != nullptr && lease_->alive()},
+            {"liveness_losses", liveness_losses_},
+            {"local_endpoints", local_.size()},
+            {"sync",
+             {{"applied_revision", c.applied_revision},
+              {"errors", c.sync_errors},
+              {"skipped_records", c.skipped_records},
+              {"snapshots", c.snapshots},
+              {"batches", c.batches},
+              {"networks", sync_.applied().networks.size()},
+              {"remote_vteps", sync_.applied().vteps.size()},
+              {"remote_endpoints", sync_.applied().endpoints.size()}}}};
+}
+
+} // namespace overpass::ctl

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread
+//
+// The sync engine: watches the store prefix, keeps the store's current key/value view,
+// rebuilds from it what this host's tables should hold (networks, remote VTEPs, remote
+// endpoints) and applies the difference to the table_writer in dependency order:
+//   removals:  endpoints -> networks -> VTEPs
+//   additions: VTEPs -> networks -> endpoints
+// Endpoints of this host belong to the agent (they are bound to ports) and are skipped;
+// networks are programmed on every host, so decap knows every VNI.
+// Unparseable records are skipped and counted; a failed table call is counted and
+// retried on the next batch (the applied state only records what succeeded).
+#pragma once
+
+#include <compare>
+#include <functional>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+
+#include "control/publish/table_writer.hpp"
+#include "control/store/store.hpp"
+
+namespace overpass::ctl {
+
+struct remote_endpoint {
+    rte_ether_addr mac;
+    rte_be32_t vtep_be;
+    bool operator==(const remote_endpoint& o) const noexcept;
+};
+
+bool operator==(const network_spec& a, const network_spec& b) noexcept;
+
+/// What the tables should contain (or, for the applied copy, what they do contain).
+struct desired_state {
+    std::map<uint32_t, network_spec> networks;                           ///< by VNI
+    std::set<rte_be32_t> vteps;
+    std::map<std::pair<uint32_t, rte_be32_t>, remote_endpoint> endpoints;  ///< by (VNI, IP)
+};
+
+struct sync_identity {
+    std::string host_id;
+    rte_be32_t vtep_be = 0;
+};
+
+/// Pure: the state the tables should hold for a store view. Unparseable records are
+/// skipped; `problems` receives one line per skipped record.
+desired_state build_desired(const std::map<std::string, std::string>& kv, const sync_identity& self,
+                            std::vector<std::string>& problems);
+
+/// Moves the tables (and `applied`) toward `want`, in dependency order. Returns the number
+/// of table_writer calls that failed (those entries stay out of `applied`, so the next
+/// call retries them).
+unsigned apply_diff(desired_state& applied, const desired_state& want, table_writer& tw);
+
+struct sync_counters {
+    uint64_t applied_revision = 0;
+    uint64_t sync_errors = 0;       ///< failed table calls + store read errors
+    uint64_t skipped_records = 0;   ///< unparseable records seen
+    uint64_t snapshots = 0;
+    uint64_t batches = 0;
+};
+
+class sync_engine {
+public:
+    /// `on_vtep_added` (optional) runs after a remote VTEP entered the tables, so that the
+    /// caller can start resolving its next-hop MAC.
+    sync_engine(table_writer& tw, sync_identity self, std::function<void(rte_be32_t)> on_vtep_added = {});
+
+    /// Starts watching `prefix` (default: the whole overpass/v1/ tree).
+    void start(store& st, std::string prefix = std::string(keys_root()));
+    void stop();
+
+    /// Watch callbacks (public for tests).
+    void on_snapshot(const kv_snapshot& snap);
+    void on_changes(std::span<const kv_delta> deltas, uint64_t revision);
+    void on_error(const std::string& what);
+
+    const sync_counters& counters() const noexcept { return counters_; }
+    const desired_state& applied() const noexcept { return applied_; }
+    /// Re-applies the current view (after failed table updates; cheap when nothing changed).
+    void retry();
+
+private:
+    static std::string_view keys_root();
+    void reconcile(uint64_t revision);
+    void log_limited(const std::string& line);
+
+    table_writer& tw_;
+    sync_identity self_;
+    std::function<void(rte_be32_t)> on_vtep_added_;
+    uint64_t revision_ = 0;
+    std::map<std::string, std::string> view_;
+    desired_state applied_;
+    sync_counters counters_;
+    std::unique_ptr<watch_handle> watch_;
+    std::set<std::string> reported_;   // problems already logged (log each once)
+    int64_t log_window_ = 0;
+    unsigned logged_in_window_ = 0;
+};
+
+} // namespace overpass::ctl

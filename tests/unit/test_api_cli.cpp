@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: unit tests (no EAL): the agent + API server on one io_context thread, the CLI
+// in the test thread, over a unix socket in a temp dir; fake ports and tables.
+#include <future>
+#include <sstream>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <gtest/gtest.h>
+
+#include "control/api/api_server.hpp"
+#include "control/store/file_store.hpp"
+#include "control/sync/agent.hpp"
+#include "tests/unit/test_support.hpp"
+#include "tools/overpass/cli.hpp"
+
+using namespace overpass::ctl;
+using namespace std::chrono_literals;
+namespace test = overpass::test;
+
+namespace {
+
+struct cli_result {
+    int code;
+    std::string out;
+    std::string err;
+};
+
+class api_cli_test : public ::testing::Test {
+protected:
+    test::temp_dir dir;
+    std::string sock = dir.file("api.sock");
+    boost::asio::io_context io;
+    file_store st{io, dir.file("store.json")};
+    test::fake_table_writer tw;
+    test::fake_port_ops ports;
+    agent ag{io, st, tw, ports,
+             agent_config{"hostA", "198.18.0.1", rte_cpu_to_be_32(0xc6120001), 4789, 1450, 1500, 10s}};
+    api_server api{io, ag, sock, [] { return nlohmann::json{{"workers", 1}}; }};
+    std::thread thread;
+
+    void SetUp() override {
+        test::run(io, ag.start());
+        api.start();
+        thread = std::thread([this] {
+            auto guard = boost::asio::make_work_guard(io);
+            io.restart();
+            io.run();
+        });
+    }
+
+    void TearDown() override {
+        std::promise<void> done;
+        boost::asio::co_spawn(io, ag.shutdown(), [&](std::exception_ptr) {
+            api.stop();
+            done.set_value();
+        });
+        done.get_future().wait();
+        io.stop();
+        thread.join();
+    }
+
+    cli_result cli(std::vector<std::string> args) {
+        args.insert(args.begin(), {"-H", "unix://" + sock});
+        std::ostringstream out, err;
+        const int code = overpass::cli::run(args, "", out, err);
+        return {code, out.str(), err.str()};
+    }
+
+    // Runs a call on the io thread (the agent is single-threaded).
+    template <class F>
+    auto on_io(F f) {
+        std::promise<decltype(f())> p;
+        boost::asio::post(io, [&] { p.set_value(f()); });
+        return p.get_future().get();
+    }
+    std::vector<std::string> tw_calls() { return on_io([this] { return tw.calls; }); }
+    std::vector<std::string> port_calls() { return on_io([this] { return ports.calls; }); }
+};
+
+} // namespace
+
+TEST_F(api_cli_test, network_lifecycle) {
+    auto r = cli({"network", "create", "--subnet", "10.0.2.0/24", "net1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out.size(), 17u) << r.out;   // the id
+
+    r = cli({"network", "create", "net2"});   // default subnet: first free /24 of 10.0.0.0/16
+    ASSERT_EQ(r.code, 0) << r.err;
+
+    r = cli({"network", "ls"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::istringstream lines(r.out);
+    std::string header, l1, l2, extra;
+    std::getline(lines, header);
+    std::getline(lines, l1);
+    std::getline(lines, l2);
+    EXPECT_FALSE(std::getline(lines, extra));
+    EXPECT_TRUE(header.starts_with("NETWORK ID")) << header;
+    for (const char* col : {"NAME", "DRIVER", "SCOPE", "SUBNET", "VNI"})
+        EXPECT_NE(header.find(col), std::string::npos) << col;
+    EXPECT_NE(l1.find("net1"), std::string::npos);
+    EXPECT_NE(l1.find("10.0.2.0/24"), std::string::npos);
+    EXPECT_NE(l1.find("overpass"), std::string::npos);
+    EXPECT_NE(l1.find("global"), std::string::npos);
+    EXPECT_NE(l1.find("4096"), std::string::npos);
+    EXPECT_NE(l2.find("10.0.0.0/24"), std::string::npos) << l2;
+    EXPECT_NE(l2.find("4097"), std::string::npos) << l2;
+
+    r = cli({"network", "inspect", "net1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["gateway"], "10.0.2.1");
+    EXPECT_EQ(j["mtu"], 1450);
+    EXPECT_EQ(j["endpoints"].size(), 0u);
+
+    r = cli({"network", "create", "net1"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: network \"net1\" already exists\n");
+
+    r = cli({"network", "create", "--subnet", "10.0.0.0/16", "wide"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("overlaps"), std::string::npos) << r.err;
+
+    r = cli({"network", "create", "--vni", "4096", "--subnet", "10.1.0.0/24", "dupvni"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("vni 4096 is already used"), std::string::npos) << r.err;
+
+    r = cli({"network", "create", "--mtu", "1460", "bigmtu"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("invalid mtu 1460"), std::string::npos) << r.err;
+
+    r = cli({"network", "create", "-bad"});
+    EXPECT_NE(r.code, 0);
+
+    r = cli({"network", "rm", "net2"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    r = cli({"network", "inspect", "net2"});
+    EXPECT_EQ(r.err, "overpass: network \"net2\" not found\n");
+    // Its claims were released: the same name, VNI and subnet can be used again.
+    r = cli({"network", "create", "--vni", "4097", "--subnet", "10.0.0.0/24", "net2"});
+    EXPECT_EQ(r.code, 0) << r.err;
+
+    // The sync engine programs networks from the watch.
+    for (int i = 0; i < 100 && tw_calls().size() < 2; i++)
+        std::this_thread::sleep_for(20ms);
+    const auto calls = tw_calls();
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450"),
+              calls.end());
+}
+
+TEST_F(api_cli_test, endpoints_attach_detach_and_errors) {
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.0.2.0/24", "net1"}).code, 0);
+
+    auto r = cli({"endpoint", "attach", "--network", "net1", "--name", "app1", "--netns", "ns1"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "app1 10.0.2.2/24 02:42:0a:00:02:02\n");
+    const auto taps = on_io([this] { return ports.taps; });
+    ASSERT_EQ(taps.size(), 1u);
+    EXPECT_EQ(taps[0].netns, "ns1");
+    EXPECT_EQ(taps[0].ifname, "eth0");
+    EXPECT_EQ(taps[0].ip_cidr, "10.0.2.2/24");
+    EXPECT_EQ(taps[0].gateway, "10.0.2.1");
+    EXPECT_EQ(taps[0].dns_server, "10.0.2.1");
+    EXPECT_EQ(taps[0].mtu, 1450);
+    EXPECT_EQ(test::mac_str(taps[0].mac), "02:42:0a:00:02:02");
+    auto calls = tw_calls();
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "upsert_local_endpoint 4096 10.0.2.2 02:42:0a:00:02:02 port 1"),
+              calls.end());
+
+    r = cli({"endpoint", "attach", "--network", "net1", "--name", "app1", "--netns", "ns2"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: endpoint name \"app1\" is already taken in network \"net1\"\n");
+
+    r = cli({"endpoint", "attach", "--network", "nope", "--name", "x", "--netns", "ns2"});
+    EXPECT_EQ(r.err, "overpass: network \"nope\" not found\n");
+
+    r = cli({"endpoint", "attach", "--network", "net1", "--name", "app2", "--vhost-user", "/tmp/x.sock"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "app2 10.0.2.3/24 02:42:0a:00:02:03\n");
+
+    // A failing port rolls back the claim: the next endpoint gets the same address.
+    on_io([this] { ports.fail_endpoint = "boom"; return 0; });
+    r = cli({"endpoint", "attach", "--network", "net1", "--name", "boom", "--netns", "nsx"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("netns \"nsx\" does not exist"), std::string::npos) << r.err;
+    // A failing table update rolls back the port and the claim.
+    on_io([this] { tw.fail_next = "upsert_local_endpoint"; return 0; });
+    r = cli({"endpoint", "attach", "--network", "net1", "--name", "tbl", "--netns", "nsy"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(port_calls().back().find("detach 3"), std::string::npos) << port_calls().back();
+    r = cli({"endpoint", "attach", "--network", "net1", "--name", "app3", "--netns", "ns3"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "app3 10.0.2.4/24 02:42:0a:00:02:04\n");
+
+    r = cli({"endpoint", "ls"});
+    ASSERT_EQ(r.code, 0);
+    EXPECT_NE(r.out.find("app1"), std::string::npos);
+    EXPECT_NE(r.out.find("hostA"), std::string::npos);
+    EXPECT_EQ(r.out.find("boom"), std::string::npos);
+    EXPECT_EQ(r.out.find("tbl"), std::string::npos);
+
+    r = cli({"network", "rm", "net1"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: network \"net1\" has 3 endpoint(s) attached; detach them first\n");
+
+    for (const char* e : {"app1", "app2", "app3"})
+        ASSERT_EQ(cli({"endpoint", "detach", e}).code, 0) << e;
+    calls = tw_calls();
+    EXPECT_NE(std::find(calls.begin(), calls.end(), "remove_endpoint 4096 02:42:0a:00:02:02"), calls.end());
+    r = cli({"endpoint", "detach", "app1"});
+    EXPECT_EQ(r.err, "overpass: endpoint \"app1\" not found on this host\n");
+    r = cli({"network", "rm", "net1"});
+    EXPECT_EQ(r.code, 0) << r.err;
+}
+
+TEST_F(api_cli_test, pool_exhausted_on_a_slash_30) {
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.9.0.0/30", "tiny"}).code, 0);
+    auto r = cli({"endpoint", "attach", "--network", "tiny", "--name", "a", "--netns", "nsa"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "a 10.9.0.2/30 02:42:0a:09:00:02\n");
+    r = cli({"endpoint", "attach", "--network", "tiny", "--name", "b", "--netns", "nsb"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: address pool of network \"tiny\" (10.9.0.0/30) is exhausted\n");
+}
+
+TEST_F(api_cli_test, hosts_and_stats) {
+    auto r = cli({"host", "ls"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("hostA"), std::string::npos);
+    EXPECT_NE(r.out.find("198.18.0.1"), std::string::npos);
+    r = cli({"stats"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["workers"], 1);
+    EXPECT_EQ(j["control"]["host"], "hostA");
+}
+
+TEST_F(api_cli_test, bad_requests_are_answered_not_fatal) {
+    auto call = [this](std::string m, std::string t, std::string b) {
+        return on_io([&] {
+            std::optional<api_response> out;
+            boost::asio::co_spawn(io, api.handle(m, t, b), [&](std::exception_ptr, api_response r) { out = r; });
+            while (!out)
+                io.run_one();
+            return *out;
+        });
+    };
+    EXPECT_EQ(call("POST", "/v1/networks", "{bad json").status, 400u);
+    EXPECT_EQ(call("POST", "/v1/networks", "[1,2]").status, 400u);
+    EXPECT_EQ(call("POST", "/v1/networks", R"({"name": 5})").status, 400u);
+    EXPECT_EQ(call("POST", "/v1/networks", R"({"name": "x", "vni": -1})").status, 400u);
+    EXPECT_EQ(call("POST", "/v1/networks", R"({"name": "x", "colour": "red"})").status, 400u);
+    EXPECT_EQ(call("POST", "/v1/networks", R"({"name": "x", "subnet": "10.0.0.1/24"})").status, 400u);
+    EXPECT_EQ(call("POST", "/v1/endpoints", R"({"network": "x", "name": "a"})").status, 400u);
+    EXPECT_EQ(call("GET", "/v1/nothing", "").status, 404u);
+    EXPECT_EQ(call("PUT", "/v1/networks", "").status, 405u);
+    EXPECT_EQ(call("GET", "/v1/networks/a/b", "").status, 404u);
+    const api_response r = call("GET", "/v1/networks/missing", "");
+    EXPECT_EQ(r.status, 404u);
+    EXPECT_EQ(r.body["error"], "network \"missing\" not found");
+    // And the server still works.
+    EXPECT_EQ(cli({"network", "ls"}).code, 0);
+}
+
+TEST(cli, errors_are_one_line_and_non_zero) {
+    test::temp_dir dir;
+    auto run = [](std::vector<std::string> args, const std::string& env = "") {
+        std::ostringstream out, err;
+        const int code = overpass::cli::run(args, env, out, err);
+        return cli_result{code, out.str(), err.str()};
+    };
+    const std::string url = "unix://" + dir.file("none.sock");
+    auto r = run({"-H", url, "network", "ls"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: cannot connect to the overpass daemon at " + url + ": is overpassd running?\n");
+    r = run({"network", "ls"}, url);   // $OVERPASS_HOST
+    EXPECT_EQ(r.err, "overpass: cannot connect to the overpass daemon at " + url + ": is overpassd running?\n");
+
+    r = run({"network", "create", "--colour", "red", "x"});
+    EXPECT_EQ(r.code, 2);
+    EXPECT_EQ(r.err, "overpass: unknown flag --colour for \"network create\" (see overpass --help)\n");
+    r = run({"network", "create"});
+    EXPECT_EQ(r.err, "overpass: \"network create\" needs a network name\n");
+    r = run({"network", "create", "--vni", "abc", "x"});
+    EXPECT_EQ(r.err, "overpass: --vni needs a number, got \"abc\"\n");
+    r = run({"endpoint", "attach", "--network", "n", "--name", "a"});
+    EXPECT_EQ(r.err, "overpass: \"endpoint attach\" needs exactly one of --netns or --vhost-user\n");
+    r = run({"frobnicate"});
+    EXPECT_EQ(r.err, "overpass: unknown command \"frobnicate\" (see overpass --help)\n");
+    r = run({});
+    EXPECT_EQ(r.code, 2);
+    r = run({"-H", "tcp://1.2.3.4:5", "network", "ls"});
+    EXPECT_NE(r.err.find("invalid daemon address"), std::string::npos);
+    r = run({"--help"});
+    EXPECT_EQ(r.code, 0);
+    EXPECT_NE(r.out.find("network create"), std::string::npos);
+    EXPECT_TRUE(r.err.empty());
+}

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: unit tests (no EAL)
+#include <gtest/gtest.h>
+
+#include "control/store/keys.hpp"
+#include "control/sync/sync.hpp"
+#include "tests/unit/test_support.hpp"
+
+using namespace overpass::ctl;
+using overpass::test::fake_table_writer;
+
+namespace {
+
+const std::string self_host = "hostA";
+const rte_be32_t self_vtep = rte_cpu_to_be_32(0xc6120001);   // 198.18.0.1
+
+kv_item net(const std::string& id, uint32_t vni, const std::string& cidr, uint16_t mtu = 1450) {
+    const ipv4_prefix p = parse_prefix(cidr);
+    return {keys::net_meta(id), to_value(net_meta{id, "n" + id, vni, p, p.addr + 1, mtu, "x"}), 1, 1};
+}
+kv_item host(const std::string& id, const std::string& vtep) {
+    return {keys::host(id), to_value(host_record{vtep, 4789}), 1, 1};
+}
+kv_item ep(const std::string& net_id, const std::string& ip, const std::string& host_id, const std::string& vtep) {
+    const uint32_t a = *parse_ipv4(ip);
+    return {keys::endpoint(net_id, a), to_value(endpoint_record{"e" + ip, format_mac(mac_for_ip(a)), host_id, vtep, "tap"}), 1, 1};
+}
+
+struct sync_test : ::testing::Test {
+    fake_table_writer tw;
+    std::vector<std::string> vteps_added;
+    sync_engine engine{tw, sync_identity{self_host, self_vtep},
+                       [this](rte_be32_t v) { vteps_added.push_back(overpass::test::ip_str(v)); }};
+};
+
+} // namespace
+
+TEST_F(sync_test, snapshot_applies_in_dependency_order_and_skips_own_endpoints) {
+    engine.on_snapshot(kv_snapshot{{ep("n1", "10.0.2.3", "hostB", "198.18.0.2"), net("n1", 4096, "10.0.2.0/24"),
+                                    host("hostA", "198.18.0.1"), host("hostB", "198.18.0.2"),
+                                    ep("n1", "10.0.2.2", self_host, "198.18.0.1")},
+                                   7});
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{
+                            "upsert_vtep 198.18.0.2",
+                            "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450",
+                            "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.2",
+                        }));
+    EXPECT_EQ(vteps_added, std::vector<std::string>{"198.18.0.2"});
+    EXPECT_EQ(engine.counters().applied_revision, 7u);
+    EXPECT_EQ(engine.counters().sync_errors, 0u);
+}
+
+TEST_F(sync_test, removals_go_endpoints_then_network_then_vtep) {
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), host("hostB", "198.18.0.2"),
+                                    ep("n1", "10.0.2.3", "hostB", "198.18.0.2")},
+                                   3});
+    tw.calls.clear();
+    // hostB died (its session took the host key and the endpoint) and n1 was removed.
+    std::vector<kv_delta> d{{kv_delta::kind::del, host("hostB", "198.18.0.2")},
+                            {kv_delta::kind::del, net("n1", 4096, "10.0.2.0/24")},
+                            {kv_delta::kind::del, ep("n1", "10.0.2.3", "hostB", "198.18.0.2")}};
+    engine.on_changes(d, 4);
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{"remove_endpoint 4096 02:42:0a:00:02:03", "remove_network 4096",
+                                                  "remove_vtep 198.18.0.2"}));
+    EXPECT_TRUE(engine.applied().networks.empty());
+    EXPECT_EQ(engine.counters().applied_revision, 4u);
+}
+
+TEST_F(sync_test, changed_records_are_replaced_and_unchanged_ones_left_alone) {
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), ep("n1", "10.0.2.3", "hostB", "198.18.0.2")}, 1});
+    tw.calls.clear();
+    std::vector<kv_delta> d{{kv_delta::kind::put, net("n1", 4096, "10.0.2.0/24", 1400)},
+                            {kv_delta::kind::put, ep("n1", "10.0.2.3", "hostC", "198.18.0.3")}};
+    engine.on_changes(d, 2);
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{
+                            "remove_endpoint 4096 02:42:0a:00:02:03",
+                            "remove_vtep 198.18.0.2",
+                            "upsert_vtep 198.18.0.3",
+                            "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1400",
+                            "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.3",
+                        }));
+    tw.calls.clear();
+    engine.on_changes({}, 3);
+    EXPECT_TRUE(tw.calls.empty());
+}
+
+TEST_F(sync_test, bad_records_are_skipped_and_counted_once) {
+    kv_item garbage{keys::net_meta("bad"), "{not json", 1, 1};
+    kv_item bad_ep{keys::endpoint("n1", 0x0a000209), R"({"name":"x","mac":"nope","host":"hostB","vtep":"198.18.0.2"})", 1, 1};
+    engine.on_snapshot(kv_snapshot{{garbage, bad_ep, net("n1", 4096, "10.0.2.0/24")}, 1});
+    EXPECT_EQ(tw.calls, std::vector<std::string>{"upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450"});
+    EXPECT_EQ(engine.counters().skipped_records, 2u);
+    engine.on_changes({}, 2);   // same bad records: not counted again
+    EXPECT_EQ(engine.counters().skipped_records, 2u);
+}
+
+TEST_F(sync_test, failed_table_updates_are_counted_and_retried) {
+    tw.fail_next = "upsert_network";
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), ep("n1", "10.0.2.3", "hostB", "198.18.0.2")}, 1});
+    // The endpoint must not be programmed without its network.
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{"upsert_vtep 198.18.0.2",
+                                                  "FAILED upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450"}));
+    EXPECT_EQ(engine.counters().sync_errors, 2u);
+    tw.calls.clear();
+    engine.retry();
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{
+                            "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450",
+                            "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.2",
+                        }));
+}
+
+TEST_F(sync_test, resync_snapshot_replaces_the_view) {
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), net("n2", 4097, "10.0.3.0/24")}, 5});
+    tw.calls.clear();
+    engine.on_snapshot(kv_snapshot{{net("n2", 4097, "10.0.3.0/24")}, 9});
+    EXPECT_EQ(tw.calls, std::vector<std::string>{"remove_network 4096"});
+    EXPECT_EQ(engine.counters().snapshots, 2u);
+}
