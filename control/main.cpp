@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread (the DPDK main lcore); init and shutdown
+//
+// overpassd: parses options, brings up EAL, the tables, the workers and the uplink,
+// then runs the control plane (store sync, local API, slow path) on one Asio
+// io_context until SIGINT/SIGTERM, and tears everything down in reverse order.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <utility>   // std::exchange, used but not included by Boost 1.74's awaitable.hpp
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_log.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <rte_version.h>
+
+#include "control/api/api_server.hpp"
+#include "control/options.hpp"
+#include "control/ports/port_manager.hpp"
+#include "control/ports/workers.hpp"
+#include "control/publish/table_writer.hpp"
+#include "control/slowpath.hpp"
+#include "control/stats.hpp"
+#include "control/store/store.hpp"
+#include "control/sync/agent.hpp"
+
+namespace asio = boost::asio;
+using namespace overpass;
+using namespace overpass::ctl;
+
+namespace {
+
+[[noreturn]] void die(const std::string& msg) {
+    std::fprintf(stderr, "overpassd: %s\n", msg.c_str());
+    rte_eal_cleanup();
+    std::exit(1);
+}
+
+void prepare_api_dir(const std::string& api) {
+    const auto dir = std::filesystem::path(api).parent_path();
+    std::error_code ec;
+    if (!dir.empty())
+        std::filesystem::create_directories(dir, ec);
+    if (ec)
+        throw options_error("--api: cannot create " + dir.string() + ": " + ec.message());
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::signal(SIGPIPE, SIG_IGN);   // vhost-user and API peers may go away mid-write
+
+    daemon_options opt;
+    try {
+        opt = parse_options(argc, argv);
+        if (opt.help) {
+            std::fputs(usage(), stdout);
+            return 0;
+        }
+        prepare_api_dir(opt.api);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "overpassd: %s\n", e.what());
+        return 2;
+    }
+
+    // The store URL is checked before EAL takes any resource.
+    asio::io_context io(1);
+    std::unique_ptr<store> kv;
+    try {
+        kv = make_store(io, opt.store);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "overpassd: --store: %s\n", e.what());
+        return 2;
+    }
+
+    // --- EAL ---
+    std::vector<std::string> eal = eal_args(opt);
+    std::vector<char*> eal_argv;
+    for (auto& a : eal)
+        eal_argv.push_back(a.data());
+    eal_argv.push_back(nullptr);
+    if (rte_eal_init(static_cast<int>(eal.size()), eal_argv.data()) < 0) {
+        std::fprintf(stderr, "overpassd: EAL initialisation failed: %s\n", rte_strerror(rte_errno));
+        return 1;
+    }
+    if (rte_lcore_count() != opt.workers + 1)
+        die("EAL gave " + std::to_string(rte_lcore_count()) + " lcores; --workers " + std::to_string(opt.workers) +
+            " needs " + std::to_string(opt.workers + 1));
+    RTE_LOG(INFO, USER1, "overpassd %s (%s) host %s VTEP %s\n", OVERPASS_VERSION, rte_version(),
+            opt.host_id.c_str(), opt.vtep_ip.c_str());
+
+    rte_mempool* pool = rte_pktmbuf_pool_create("ovp_mbufs", opt.mempool_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                                static_cast<int>(rte_socket_id()));
+    if (pool == nullptr)
+        die(std::string("cannot create the mbuf pool: ") + rte_strerror(rte_errno));
+    rte_ring* exceptions = rte_ring_create("ovp_exceptions", 1024, static_cast<int>(rte_socket_id()),
+                                           RING_F_SC_DEQ);
+    if (exceptions == nullptr)
+        die(std::string("cannot create the exception ring: ") + rte_strerror(rte_errno));
+
+    std::unique_ptr<table_writer> writer = table_writer::create("ovp", table_limits{});
+    if (!writer)
+        die("cannot create the tables (see the log above)");
+
+    std::optional<worker_pool> workers;
+    std::optional<port_manager> ports;
+    try {
+        workers.emplace(writer->tables(), pool, exceptions);
+        ports.emplace(*workers, *writer, pool, opt.host_id);
+        ports->open_uplink(opt.uplink);
+    } catch (const std::exception& e) {
+        ports.reset();
+        workers.reset();
+        die(e.what());
+    }
+
+    config_snapshot cfg{};
+    cfg.uplink_port = ports->uplink();
+    rte_eth_macaddr_get(cfg.uplink_port, &cfg.vtep_mac);
+    cfg.vtep_ip_be = opt.vtep_ip_be;
+    cfg.vxlan_port_be = rte_cpu_to_be_16(opt.vxlan_port);
+    cfg.uplink_mtu = ports->uplink_mtu();
+    if (int rc = writer->set_config(cfg); rc < 0)
+        die(std::string("cannot publish the configuration: ") + rte_strerror(-rc));
+
+    workers->launch();
+
+    slow_path slow(io, *writer, exceptions, pool, workers->inject_ring(), cfg.uplink_port, cfg.vtep_mac,
+                   cfg.vtep_ip_be);
+    slow.start();
+
+    agent_config acfg;
+    acfg.host_id = opt.host_id;
+    acfg.vtep_ip = opt.vtep_ip;
+    acfg.vtep_be = opt.vtep_ip_be;
+    acfg.vxlan_port = opt.vxlan_port;
+    acfg.uplink_mtu = ports->uplink_mtu();
+    agent_hooks hooks;
+    hooks.on_vtep_added = [&slow](rte_be32_t ip) { slow.vtep_added(ip); };
+
+    agent ag(io, *kv, *writer, *ports, acfg, hooks);
+    api_server api(io, ag, opt.api, [&] { return collect_stats(*workers, *ports, *writer, &slow); });
+
+    // Free what workers no longer see, without blocking the control thread.
+    asio::steady_timer reclaim_timer(io);
+    std::function<void()> reclaim = [&] {
+        writer->reclaim();
+        reclaim_timer.expires_after(std::chrono::milliseconds(10));
+        reclaim_timer.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec)
+                reclaim();
+        });
+    };
+    reclaim();
+
+    int exit_code = 0;
+    bool stopping = false;
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    auto shutdown = [&](const char* why) {
+        if (stopping)
+            return;
+        stopping = true;
+        RTE_LOG(INFO, USER1, "shutting down (%s)\n", why);
+        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+            api.stop();
+            co_await ag.shutdown();   // detaches local endpoints, releases the session
+            slow.stop();
+            reclaim_timer.cancel();
+            io.stop();
+        }, asio::detached);
+    };
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+        if (!ec)
+            shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
+    });
+
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+        try {
+            co_await ag.start();
+            api.start();
+            RTE_LOG(INFO, USER1, "ready: API on %s, store %s\n", opt.api.c_str(), kv->url().c_str());
+        } catch (const std::exception& e) {
+            RTE_LOG(ERR, USER1, "start-up failed: %s\n", e.what());
+            std::fprintf(stderr, "overpassd: %s\n", e.what());
+            exit_code = 1;
+            shutdown("start-up failed");
+        }
+    }, asio::detached);
+
+    io.run();
+
+    workers->stop();
+    ports->close_all();
+    writer->synchronize();
+    ports.reset();
+    workers.reset();
+    writer.reset();
+    rte_ring_free(exceptions);
+    rte_mempool_free(pool);
+    rte_eal_cleanup();
+    return exit_code;
+}

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread
+#include "control/ports/workers.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <stdexcept>
+#include <string>
+
+#include <rte_cycles.h>
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_ring_elem.h>
+
+#include "overpass/dataplane.hpp"
+
+namespace overpass::ctl {
+
+worker_pool::worker_pool(dp_tables& tables, rte_mempool* pool, rte_ring* exception_ring) {
+    unsigned lcore;
+    RTE_LCORE_FOREACH_WORKER(lcore) {
+        auto* w = static_cast<worker*>(rte_zmalloc("overpass_worker", sizeof(worker), RTE_CACHE_LINE_SIZE));
+        if (w == nullptr)
+            throw std::runtime_error("cannot allocate worker for lcore " + std::to_string(lcore));
+        new (w) worker();
+        w->lcore_id = lcore;
+        w->txq = static_cast<uint16_t>(workers_.size());
+        w->tables = &tables;
+        w->pool = pool;
+        w->exception_ring = exception_ring;
+        const std::string ring = "ovp_cmd_" + std::to_string(lcore);
+        w->cmd_ring = rte_ring_create_elem(ring.c_str(), sizeof(struct command), 64,
+                                           static_cast<int>(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ);
+        if (w->cmd_ring == nullptr) {
+            rte_free(w);
+            throw std::runtime_error("cannot create command ring " + ring + ": " + rte_strerror(rte_errno));
+        }
+        if (workers_.empty()) {
+            w->inject_ring = rte_ring_create("ovp_inject", 256, static_cast<int>(rte_socket_id()),
+                                             RING_F_SP_ENQ | RING_F_SC_DEQ);
+            if (w->inject_ring == nullptr) {
+                rte_ring_free(w->cmd_ring);
+                rte_free(w);
+                throw std::runtime_error(std::string("cannot create the inject ring: ") + rte_strerror(rte_errno));
+            }
+        }
+        workers_.push_back(w);
+    }
+    if (workers_.empty())
+        throw std::runtime_error("no worker lcore: EAL needs at least 2 lcores");
+}
+
+worker_pool::~worker_pool() {
+    stop();
+    for (worker* w : workers_) {
+        if (w->inject_ring != nullptr) {
+            rte_mbuf* m;
+            while (rte_ring_dequeue(w->inject_ring, reinterpret_cast<void**>(&m)) == 0)
+                rte_pktmbuf_free(m);
+            rte_ring_free(w->inject_ring);
+        }
+        rte_ring_free(w->cmd_ring);
+        w->~worker();
+        rte_free(w);
+    }
+}
+
+void worker_pool::launch() {
+    for (worker* w : workers_) {
+        if (int rc = rte_eal_remote_launch(dp::worker_main, w, w->lcore_id); rc != 0)
+            throw std::runtime_error("cannot launch worker on lcore " + std::to_string(w->lcore_id) + ": " +
+                                     rte_strerror(-rc));
+    }
+    launched_ = true;
+}
+
+void worker_pool::stop() noexcept {
+    if (!launched_)
+        return;
+    for (worker* w : workers_)
+        w->stop.store(true, std::memory_order_relaxed);
+    for (worker* w : workers_)
+        rte_eal_wait_lcore(w->lcore_id);
+    launched_ = false;
+}
+
+int worker_pool::command(unsigned index, command::kind what, uint16_t port, uint16_t queue) noexcept {
+    worker& w = *workers_[index];
+    struct command c{what, port, queue, next_seq_++};
+    if (rte_ring_enqueue_elem(w.cmd_ring, &c, sizeof(c)) != 0)
+        return -ENOBUFS;
+    if (!launched_) {
+        // Not running yet (start-up): execute in place, nothing else touches the worker.
+        dp::drain_commands(w);
+    }
+    // The worker drains commands at least every idle sleep, so an ack comes within
+    // a few hundred microseconds; bound the wait anyway.
+    const uint64_t deadline = rte_get_timer_cycles() + rte_get_timer_hz();
+    // acquire; pairs with the release store of cmd_ack in drain_commands()
+    while (w.cmd_ack.load(std::memory_order_acquire) < c.seq) {
+        if (rte_get_timer_cycles() > deadline)
+            return -ETIMEDOUT;
+        rte_delay_us_sleep(50);
+    }
+    return 0;
+}
+
+int worker_pool::assign_rxq(uint16_t port, uint16_t queue) noexcept {
+    unsigned best = 0;
+    for (unsigned i = 1; i < workers_.size(); i++)
+        if (workers_[i]->n_rxqs < workers_[best]->n_rxqs)
+            best = i;
+    if (int rc = command(best, command::kind::assign_rxq, port, queue); rc < 0)
+        return rc;
+    assigned_.push_back({port, queue, best});
+    return static_cast<int>(best);
+}
+
+void worker_pool::unassign_port(uint16_t port) noexcept {
+    for (const assignment& a : assigned_)
+        if (a.port == port)
+            command(a.worker, command::kind::unassign_rxq, a.port, a.queue);
+    assigned_.erase(std::remove_if(assigned_.begin(), assigned_.end(),
+                                   [port](const assignment& a) { return a.port == port; }),
+                    assigned_.end());
+}
+
+} // namespace overpass::ctl

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread
+//
+// The control thread's share of packet work: it drains the exception ring (ARP
+// replies from the underlay, later DNS queries), and resolves remote VTEPs' next-hop
+// MACs by sending ARP requests on the uplink (through worker 0's inject ring), retried until answered
+// and refreshed while in use.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <rte_mempool.h>
+#include <rte_ring.h>
+
+#include "control/publish/table_writer.hpp"
+
+namespace overpass::ctl {
+
+class slow_path {
+public:
+    slow_path(boost::asio::io_context& io, table_writer& writer, rte_ring* exceptions, rte_mempool* pool,
+              rte_ring* inject, uint16_t uplink, rte_ether_addr vtep_mac, rte_be32_t vtep_ip_be);
+
+    /// A remote VTEP appeared: ARP for it now, and keep at it until it answers.
+    void vtep_added(rte_be32_t ip_be);
+    void start();
+    void stop();
+
+    struct counters {
+        uint64_t arp_requests_sent = 0, arp_replies_learned = 0, exceptions = 0, ignored = 0;
+    };
+    const counters& stats() const noexcept { return stats_; }
+
+private:
+    void poll();
+    void retry_arp();
+    void handle(rte_mbuf* m);
+    void send_arp_request(rte_be32_t target_be);
+
+    boost::asio::io_context& io_;
+    boost::asio::steady_timer poll_timer_, arp_timer_;
+    table_writer& writer_;
+    rte_ring* exceptions_;
+    rte_mempool* pool_;
+    rte_ring* inject_;
+    uint16_t uplink_;
+    rte_ether_addr vtep_mac_;
+    rte_be32_t vtep_ip_be_;
+    struct vtep_state {
+        bool resolved = false;
+        std::chrono::steady_clock::time_point next_arp;
+        unsigned tries = 0;
+    };
+    std::map<rte_be32_t, vtep_state> vteps_;
+    counters stats_;
+    bool running_ = false;
+};
+
+} // namespace overpass::ctl
