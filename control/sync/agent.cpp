@@ -11,6 +11,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <rte_byteorder.h>
 
 namespace overpass::ctl {
@@ -83,6 +86,24 @@ asio::awaitable<void> agent::start() {
         throw std::invalid_argument("invalid host id \"" + cfg_.host_id + "\" (allowed: A-Z a-z 0-9 , - _ .)");
     co_await register_host();
     sync_.start(store_);
+    asio::co_spawn(io_, retry_loop(), asio::detached);
+}
+
+// Table updates that failed (a full table, a grace period still pending) are retried
+// once a second until they succeed; a store change retries them sooner.
+asio::awaitable<void> agent::retry_loop() {
+    std::weak_ptr<bool> token = alive_token_;
+    asio::steady_timer timer(io_);
+    for (;;) {
+        timer.expires_after(std::chrono::seconds(1));
+        boost::system::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        auto t = token.lock();
+        if (ec || !t || !*t)
+            co_return;
+        if (sync_.retry_pending())
+            sync_.retry();
+    }
 }
 
 asio::awaitable<void> agent::register_host() {
@@ -114,18 +135,27 @@ void agent::on_liveness_lost() {
         if (auto t = token.lock(); !t || !*t)
             return;
         recovering_ = false;
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                std::clog << "overpassd: warning: re-registration failed: " << ex.what() << '\n';
-            }
-            on_liveness_lost();   // TODO(agent): back off instead of retrying at once
+        if (!e) {
+            recover_backoff_ = std::chrono::milliseconds(0);
+            return;
         }
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            std::clog << "overpassd: warning: re-registration failed: " << ex.what() << '\n';
+        }
+        recover_backoff_ = std::min<std::chrono::milliseconds>(
+            std::chrono::seconds(10), std::max<std::chrono::milliseconds>(std::chrono::milliseconds(250), 2 * recover_backoff_));
+        on_liveness_lost();
     });
 }
 
 asio::awaitable<void> agent::recover_liveness() {
+    if (recover_backoff_.count() > 0) {
+        asio::steady_timer timer(io_);
+        timer.expires_after(recover_backoff_);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
     co_await register_host();
     for (auto& [k, ep] : local_) {
         if (!co_await store_.create(ep.key, ep.value, lease_.get()))

@@ -132,6 +132,7 @@ private:
     boost::asio::awaitable<net_meta> find_network(const std::string& name);
     boost::asio::awaitable<void> register_host();
     boost::asio::awaitable<void> recover_liveness();
+    boost::asio::awaitable<void> retry_loop();
     void on_liveness_lost();
 
     boost::asio::io_context& io_;
@@ -146,6 +147,7 @@ private:
     std::shared_ptr<bool> alive_token_ = std::make_shared<bool>(true);
     uint64_t liveness_losses_ = 0;
     bool recovering_ = false;
+    std::chrono::milliseconds recover_backoff_{0};   ///< grows while re-registration keeps failing
 };
 
 } // namespace overpass::ctl

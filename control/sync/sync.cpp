@@ -227,9 +227,10 @@ void sync_engine::reconcile(uint64_t revision) {
             if (!vteps_before.contains(v))
                 on_vtep_added_(v);
     counters_.sync_errors += failed;
+    retry_pending_ = failed != 0;
     if (failed != 0)
         log_limited("store sync: " + std::to_string(failed) + " table updates failed at revision " +
-                    std::to_string(revision) + "; retrying on the next change");
+                    std::to_string(revision) + "; retrying");
     counters_.applied_revision = revision;
     revision_ = revision;
 }

@@ -83,6 +83,8 @@ public:
     const desired_state& applied() const noexcept { return applied_; }
     /// Re-applies the current view (after failed table updates; cheap when nothing changed).
     void retry();
+    /// Some table updates failed at the last reconcile and are waiting for retry().
+    bool retry_pending() const noexcept { return retry_pending_; }
 
 private:
     static std::string_view keys_root();
@@ -93,6 +95,7 @@ private:
     sync_identity self_;
     std::function<void(rte_be32_t)> on_vtep_added_;
     uint64_t revision_ = 0;
+    bool retry_pending_ = false;
     std::map<std::string, std::string> view_;
     desired_state applied_;
     sync_counters counters_;

@@ -101,12 +101,14 @@ TEST_F(sync_test, failed_table_updates_are_counted_and_retried) {
     EXPECT_EQ(tw.calls, (std::vector<std::string>{"upsert_vtep 198.18.0.2",
                                                   "FAILED upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450"}));
     EXPECT_EQ(engine.counters().sync_errors, 2u);
+    EXPECT_TRUE(engine.retry_pending());   // the agent's timer calls retry() while this holds
     tw.calls.clear();
     engine.retry();
     EXPECT_EQ(tw.calls, (std::vector<std::string>{
                             "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450",
                             "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.2",
                         }));
+    EXPECT_FALSE(engine.retry_pending());
 }
 
 TEST_F(sync_test, resync_snapshot_replaces_the_view) {
