@@ -53,26 +53,31 @@ void make_arp_reply(rte_mbuf* m, rte_arp_hdr* arp, const rte_ether_addr& answer_
 
 } // namespace
 
-void arp_from_container(worker& w, const port_binding& b, const segment& seg, uint16_t rx_port,
+bool arp_from_container(worker& w, const port_binding& b, const segment& seg, uint16_t rx_port,
                         rte_mbuf* m) noexcept {
     rte_arp_hdr* arp = parse_arp(w, rx_port, m);
     if (arp == nullptr)
-        return;
+        return false;
     const rte_ether_addr sha = arp->arp_data.arp_sha;
     if (!rte_is_same_ether_addr(&sha, &b.mac)) {
         drop(w, rx_port, m, drop_reason::spoofed_mac);
-        return;
+        return false;
     }
     const rte_be32_t sip = arp->arp_data.arp_sip;
     if (sip != b.ip_be) {
         drop(w, rx_port, m, drop_reason::spoofed_ip);
-        return;
+        return false;
     }
     const rte_be32_t tip = arp->arp_data.arp_tip;
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    // A kernel VXLAN peer without ARP suppression floods its requests to us; the
+    // container's unicast reply goes back like any unicast frame.
+    if (arp->arp_opcode == RTE_BE16(RTE_ARP_OP_REPLY) && tip != sip && rte_is_unicast_ether_addr(&eth->dst_addr))
+        return true;
     // Gratuitous ARP (sender == target) announces what the tables already know.
     if (arp->arp_opcode != RTE_BE16(RTE_ARP_OP_REQUEST) || tip == sip) {
         drop(w, rx_port, m, drop_reason::arp_unsupported);
-        return;
+        return false;
     }
     rte_ether_addr answer;
     if (seg.gateway_be != 0 && tip == seg.gateway_be) {
@@ -82,12 +87,13 @@ void arp_from_container(worker& w, const port_binding& b, const segment& seg, ui
         void* data = nullptr;
         if (rte_hash_lookup_data(w.tables->addresses, &key, &data) < 0) {
             drop(w, rx_port, m, drop_reason::arp_unknown_target);
-            return;
+            return false;
         }
         answer = mac_from_data(data);
     }
     make_arp_reply(m, arp, answer, tip);
     tx_enqueue(w, rx_port, m);
+    return false;
 }
 
 void arp_from_underlay(worker& w, const config_snapshot& cfg, rte_mbuf* m) noexcept {

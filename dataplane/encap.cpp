@@ -197,15 +197,13 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         }
         const rte_be16_t type = eth->ether_type;
         if (type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
-            arp_from_container(w, *b, *seg, rx_port, m);
-            continue;
-        }
-        // Overlay ports are untagged; a tag would hide the L3 header from anti-spoofing.
-        if (type == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) {
+            if (!arp_from_container(w, *b, *seg, rx_port, m))
+                continue;   // answered or dropped; a unicast reply is forwarded below
+        } else if (type == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) {
+            // Overlay ports are untagged; a tag would hide the L3 header from anti-spoofing. == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) {
             drop(w, rx_port, m, drop_reason::malformed);
             continue;
-        }
-        if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+        } else if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
             if (m->data_len < ipv4_min_frame) {
                 drop(w, rx_port, m, drop_reason::malformed);
                 continue;

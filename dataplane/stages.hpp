@@ -46,7 +46,10 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
 
 // --- arp.cpp ---
 /// ARP from a container: anti-spoofing, then proxy reply from `addresses` or the gateway.
-void arp_from_container(worker& w, const port_binding& b, const segment& seg, uint16_t rx_port,
+/// Returns true when the frame is a unicast ARP reply that passed anti-spoofing: it
+/// answers a peer outside ARP suppression (a kernel VXLAN host flooding its request) and
+/// is forwarded like any unicast frame. Otherwise the frame was answered or dropped.
+bool arp_from_container(worker& w, const port_binding& b, const segment& seg, uint16_t rx_port,
                         rte_mbuf* m) noexcept;
 /// ARP on the uplink: requests for the VTEP address are answered, replies go to the
 /// control thread through the exception ring.

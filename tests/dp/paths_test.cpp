@@ -267,11 +267,32 @@ TEST_F(dp_paths, arp_that_is_not_answered) {
     run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(1, a_mac, a_ip, mac(0, 0, 0, 0, 0, 0), ip4(10, 0, 1, 99))));
     EXPECT_EQ(drops(drop_reason::arp_unknown_target), 1u);
     run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(1, a_mac, a_ip, mac(0, 0, 0, 0, 0, 0), a_ip)));   // gratuitous
-    run1(g_c1.port_id, eth(b_mac, a_mac, 0x0806, arp(2, a_mac, a_ip, b_mac, b_ip)));
+    run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(2, a_mac, a_ip, b_mac, b_ip)));   // broadcast reply
     bytes rarp = eth(bcast, a_mac, 0x0806, arp(1, a_mac, a_ip, mac(0, 0, 0, 0, 0, 0), b_ip));
     rarp[16] = 0x86;   // protocol type not IPv4
     run1(g_c1.port_id, rarp);
     EXPECT_EQ(drops(drop_reason::arp_unsupported), 3u);
+    EXPECT_EQ(buffered(), 0u);
+}
+
+// A kernel VXLAN peer without ARP suppression floods its request to us; the container's
+// unicast reply must reach it (switched locally, or encapsulated towards its VTEP), with
+// anti-spoofing still applied.
+TEST_F(dp_paths, unicast_arp_replies_are_forwarded) {
+    const bytes to_local = eth(b_mac, a_mac, 0x0806, arp(2, a_mac, a_ip, b_mac, b_ip));
+    run1(g_c1.port_id, to_local);
+    auto out = take(g_c2.port_id);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(hex(out[0]), hex(to_local));
+
+    const bytes to_remote = eth(r_mac, a_mac, 0x0806, arp(2, a_mac, a_ip, r_mac, r_ip));
+    run1(g_c1.port_id, to_remote);
+    out = take(g_uplink.port_id);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(hex(out[0]), hex(expected_encap(to_remote, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
+
+    run1(g_c1.port_id, eth(r_mac, a_mac, 0x0806, arp(2, a_mac, b_ip, r_mac, r_ip)));   // sender IP not ours
+    EXPECT_EQ(drops(drop_reason::spoofed_ip), 1u);
     EXPECT_EQ(buffered(), 0u);
 }
 
@@ -512,7 +533,7 @@ TEST_F(dp_paths, every_drop_reason_is_reachable) {
         {drop_reason::arp_unknown_target, [&] {
              run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(1, a_mac, a_ip, mac(0, 0, 0, 0, 0, 0), ip4(10, 0, 1, 99))));
          }},
-        {drop_reason::arp_unsupported, [&] { run1(g_c1.port_id, eth(b_mac, a_mac, 0x0806, arp(2, a_mac, a_ip, b_mac, b_ip))); }},
+        {drop_reason::arp_unsupported, [&] { run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(2, a_mac, a_ip, b_mac, b_ip))); }},
         {drop_reason::no_route, [&] { run1(g_c1.port_id, udp_frame(gw_mac, a_mac, a_ip, ip4(8, 8, 8, 8))); }},
         {drop_reason::hairpin, [&] { run1(g_c1.port_id, udp_frame(a_mac, a_mac, a_ip, a_ip)); }},
         {drop_reason::mtu_exceeded, [&] { run1(g_c1.port_id, udp_frame(r_mac, a_mac, a_ip, r_ip, 1500)); }},
