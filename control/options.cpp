@@ -50,6 +50,15 @@ void set_key(daemon_options& o, const std::string& key, const std::string& v) {
 
 bool is_flag(const std::string& key) { return key == "no-huge" || key == "help"; }
 
+bool takes_value(const std::string& key) {
+    static const char* keys[] = {"host-id", "vtep-ip", "uplink", "store", "api", "workers", "vxlan-port",
+                                 "cpus", "mbufs", "memory", "log-level", "config"};
+    for (const char* k : keys)
+        if (key == k)
+            return true;
+    return false;
+}
+
 void set_flag(daemon_options& o, const std::string& key, bool v) {
     if (key == "no-huge") o.no_huge = v;
     else o.help = v;
@@ -191,6 +200,8 @@ daemon_options parse_options(int argc, char** argv) {
             set_flag(o, key, true);
             continue;
         }
+        if (!takes_value(key))
+            throw options_error("unknown option --" + key);
         if (!has_val) {
             if (i + 1 >= args.size())
                 throw options_error("--" + key + " needs a value");
