@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Runs the meson test suites of a build directory, one test at a time, and closes with
+# one line "N passed, N failed" (", N skipped" when some were skipped), summed from
+# meson's summaries: Ok + Expected Fail count as passed; Fail + Unexpected Pass +
+# Timeout as failed; Skipped as skipped. Exits non-zero when anything failed.
+#
+# Usage: tests/run-all.sh --build DIR [--suites 'unit dp integration'] [-- MESON_TEST_ARGS...]
+#   without --suites, every suite runs in one meson invocation.
+set -uo pipefail
+
+build=""
+suites=""
+extra=()
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --build) build=${2:-}; shift 2 ;;
+        --build=*) build=${1#--build=}; shift ;;
+        --suites) suites=${2:-}; shift 2 ;;
+        --suites=*) suites=${1#--suites=}; shift ;;
+        -h | --help) usage; exit 0 ;;
+        --) shift; extra=("$@"); break ;;
+        *) echo "run-all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+[[ -n "$build" ]] || { echo "run-all.sh: --build DIR is required" >&2; exit 2; }
+
+passed=0 failed=0 skipped=0
+log=$(mktemp "${TMPDIR:-/tmp}/run-all.$$.XXXXXX")
+trap 'rm -f "$log"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+summary_value() {  # LABEL -> number after "LABEL:" in meson's summary, 0 if absent
+    local v
+    v=$(grep -E "^$1:[[:space:]]+[0-9]+" "$log" | tail -n 1 | awk -F: '{gsub(/[[:space:]]/, "", $2); print $2}')
+    echo "${v:-0}"
+}
+
+run_meson() {  # DESCRIPTION [meson test args...]
+    local what=$1 rc
+    shift
+    echo "=== meson test: $what"
+    meson test -C "$build" --print-errorlogs --num-processes 1 "$@" "${extra[@]}" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    if ! grep -qE '^Ok:[[:space:]]+[0-9]+' "$log"; then
+        if [[ $rc -ne 0 ]]; then
+            echo "run-all.sh: $what: meson test failed (exit $rc) before running tests" >&2
+            failed=$((failed + 1))
+        else
+            echo "run-all.sh: $what: no tests"
+        fi
+        return
+    fi
+    passed=$((passed + $(summary_value Ok) + $(summary_value 'Expected Fail')))
+    failed=$((failed + $(summary_value Fail) + $(summary_value 'Unexpected Pass') + $(summary_value Timeout)))
+    skipped=$((skipped + $(summary_value Skipped)))
+}
+
+if [[ ! -f "$build/build.ninja" ]]; then
+    echo "run-all.sh: $build is not a configured build directory (meson setup $build)" >&2
+    failed=1
+elif [[ -z "$suites" ]]; then
+    run_meson "all suites"
+else
+    for s in $suites; do
+        run_meson "suite $s" --suite "$s"
+    done
+fi
+
+line="$passed passed, $failed failed"
+[[ $skipped -gt 0 ]] && line+=", $skipped skipped"
+echo "$line"
+[[ $failed -eq 0 ]]
