@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "control/store/etcd_store.hpp"
 #include "control/store/file_store.hpp"
 
 namespace overpass::ctl {
@@ -37,7 +38,9 @@ std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string
             throw std::invalid_argument("invalid store URL \"" + url + "\": the path names a directory, not a file");
         return std::make_unique<file_store>(io, rest);
     }
-    if (scheme == "consul" || scheme == "consul+https" || scheme == "etcd")
+    if (scheme == "etcd")
+        return etcd_store::from_url(io, url);
+    if (scheme == "consul" || scheme == "consul+https")
         throw std::invalid_argument("store backend \"" + scheme + "\" is not implemented yet (use file:///path)");
     throw std::invalid_argument("invalid store URL \"" + url + "\": unknown scheme \"" + scheme + "\"" + accepted);
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (every call and every callback on the control io_context)
 //
-// The backend-neutral store interface (store-notes §5.1). Backends: file:// (here),
-// consul:// and etcd:// (later; same interface, HTTP through Beast on the same
-// io_context, which is why every operation is an awaitable).
+// The backend-neutral store interface (store-notes §5.1). Backends: file://
+// (file_store), etcd:// (etcd_store, the v3 JSON gateway over HTTP through Beast on the
+// same io_context, which is why every operation is an awaitable) and, next, consul://.
 //
 // Revisions are opaque per-backend numbers that only grow within one backend's history;
 // a watcher that cannot follow them (Consul index reset, etcd compaction, unreadable
@@ -128,9 +128,9 @@ public:
     boost::asio::awaitable<bool> remove(std::string key, uint64_t mod_rev = 0);
 };
 
-/// `file:///path/store.json` (default file:///var/lib/overpass/store.json).
-/// consul:// and etcd:// throw "not implemented yet"; anything else throws
-/// std::invalid_argument naming the URL and the accepted forms.
+/// `file:///path/store.json` (default file:///var/lib/overpass/store.json) or
+/// `etcd://HOST[:PORT][/NAMESPACE]`. consul:// throws "not implemented yet"; anything
+/// else throws std::invalid_argument naming the URL and the accepted forms.
 std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url);
 
 } // namespace overpass::ctl
