@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
     hooks.on_vtep_added = [&slow](rte_be32_t ip) { slow.vtep_added(ip); };
 
     agent ag(io, *kv, *writer, *ports, acfg, hooks);
+    slow.set_resolver([&ag](uint32_t vni, const std::string& name) { return ag.sync().resolve(vni, name); });
     api_server api(io, ag, opt.api, [&] { return collect_stats(*workers, *ports, *writer, &slow); });
 
     // Free what workers no longer see, without blocking the control thread.

@@ -3,10 +3,17 @@
 #include "control/slowpath.hpp"
 
 #include <cstring>
+#include <span>
+#include <vector>
 
 #include <rte_arp.h>
 #include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_udp.h>
+
 #include <rte_log.h>
+
+#include "control/dns.hpp"
 
 namespace overpass::ctl {
 
@@ -86,8 +93,105 @@ void slow_path::handle(rte_mbuf* m) {
             return;
         }
     }
+    if (answer_dns(m))
+        return;
     stats_.ignored++;
     rte_pktmbuf_free(m);
+}
+
+void slow_path::inject(rte_mbuf* m, uint16_t port) {
+    m->port = port;
+    if (rte_ring_sp_enqueue(inject_, m) != 0)
+        rte_pktmbuf_free(m);
+}
+
+// A container's query to its network's resolver address (the gateway), handed over by
+// a worker. Answered from the store's endpoint names of the same network only; anything
+// else is NXDOMAIN (no upstream resolver yet). Returns false if `m` is not such a query.
+bool slow_path::answer_dns(rte_mbuf* m) {
+    if (m->port >= RTE_MAX_ETHPORTS || m->nb_segs != 1)
+        return false;
+    // The binding tells which network asked; the control thread is its only writer, so
+    // a plain load is current. No binding: the port went away meanwhile.
+    const port_binding* b = writer_.tables().ports[m->port].load(std::memory_order_relaxed);
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    if (b == nullptr || m->data_len < sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr) ||
+        eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4))
+        return false;
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
+    const uint16_t hl = static_cast<uint16_t>((ip->version_ihl & 0x0f) * 4);
+    if (ip->next_proto_id != IPPROTO_UDP || hl < sizeof(rte_ipv4_hdr) ||
+        m->data_len < sizeof(rte_ether_hdr) + hl + sizeof(rte_udp_hdr))
+        return false;
+    const auto* udp = reinterpret_cast<const rte_udp_hdr*>(reinterpret_cast<const uint8_t*>(ip) + hl);
+    if (udp->dst_port != rte_cpu_to_be_16(53))
+        return false;
+    stats_.dns_queries++;
+    const std::size_t off = sizeof(rte_ether_hdr) + hl + sizeof(rte_udp_hdr);
+    const std::size_t udp_len = rte_be_to_cpu_16(udp->dgram_len);
+    if (udp_len < sizeof(rte_udp_hdr) || off + udp_len - sizeof(rte_udp_hdr) > m->data_len) {
+        stats_.dns_malformed++;
+        rte_pktmbuf_free(m);
+        return true;
+    }
+    const std::span<const uint8_t> query(rte_pktmbuf_mtod_offset(m, const uint8_t*, off), udp_len - sizeof(rte_udp_hdr));
+    const auto q = dns::parse_query(query);
+    if (!q) {
+        stats_.dns_malformed++;
+        rte_pktmbuf_free(m);
+        return true;
+    }
+    std::optional<rte_be32_t> addr;
+    if (q->qclass == dns::class_in && resolve_)
+        addr = resolve_(b->vni, q->name);
+    dns::rcode rc = dns::rcode::no_error;
+    std::optional<uint32_t> a;
+    if (q->qclass != dns::class_in)
+        rc = dns::rcode::not_implemented;
+    else if (!addr)
+        rc = dns::rcode::nx_domain;
+    else if (q->qtype == dns::type_a)
+        a = *addr;   // other types of a known name: NOERROR with no answer (NODATA)
+    const std::vector<uint8_t> answer = dns::build_response(query, *q, rc, a, 0);
+    if (rc == dns::rcode::nx_domain)
+        stats_.dns_nxdomain++;
+    else
+        stats_.dns_answers++;
+
+    rte_mbuf* r = rte_pktmbuf_alloc(pool_);
+    const uint16_t len = static_cast<uint16_t>(sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr) +
+                                               answer.size());
+    char* frame = r == nullptr ? nullptr : rte_pktmbuf_append(r, len);
+    if (frame == nullptr) {
+        if (r != nullptr)
+            rte_pktmbuf_free(r);
+        rte_pktmbuf_free(m);
+        return true;
+    }
+    auto* reth = reinterpret_cast<rte_ether_hdr*>(frame);
+    reth->dst_addr = eth->src_addr;
+    reth->src_addr = eth->dst_addr;   // the gateway's MAC the query was sent to
+    reth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+    auto* rip = reinterpret_cast<rte_ipv4_hdr*>(reth + 1);
+    std::memset(rip, 0, sizeof(*rip));
+    rip->version_ihl = RTE_IPV4_VHL_DEF;
+    rip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(len - sizeof(rte_ether_hdr)));
+    rip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
+    rip->time_to_live = 64;
+    rip->next_proto_id = IPPROTO_UDP;
+    rip->src_addr = ip->dst_addr;
+    rip->dst_addr = ip->src_addr;
+    rip->hdr_checksum = rte_ipv4_cksum(rip);
+    auto* rudp = reinterpret_cast<rte_udp_hdr*>(rip + 1);
+    rudp->src_port = udp->dst_port;
+    rudp->dst_port = udp->src_port;
+    rudp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(sizeof(rte_udp_hdr) + answer.size()));
+    rudp->dgram_cksum = 0;   // optional for IPv4 (RFC 768)
+    std::memcpy(rudp + 1, answer.data(), answer.size());
+    const uint16_t port = m->port;
+    rte_pktmbuf_free(m);
+    inject(r, port);
+    return true;
 }
 
 void slow_path::retry_arp() {
@@ -145,11 +249,8 @@ void slow_path::send_arp_request(rte_be32_t target_be) {
     arp->arp_data.arp_sip = vtep_ip_be_;
     arp->arp_data.arp_tip = target_be;
     static_assert(len <= 60);
-    m->port = uplink_;
-    if (rte_ring_sp_enqueue(inject_, m) == 0)
-        stats_.arp_requests_sent++;
-    else
-        rte_pktmbuf_free(m);
+    inject(m, uplink_);
+    stats_.arp_requests_sent++;
 }
 
 } // namespace overpass::ctl

@@ -2,14 +2,17 @@
 // runs on: control thread
 //
 // The control thread's share of packet work: it drains the exception ring (ARP
-// replies from the underlay, later DNS queries), and resolves remote VTEPs' next-hop
+// replies from the underlay, DNS queries from containers), and resolves remote VTEPs' next-hop
 // MACs by sending ARP requests on the uplink (through worker 0's inject ring), retried until answered
 // and refreshed while in use.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
+#include <string>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,11 +31,16 @@ public:
 
     /// A remote VTEP appeared: ARP for it now, and keep at it until it answers.
     void vtep_added(rte_be32_t ip_be);
+
+    /// Answers DNS queries of containers: the address of `name` in network `vni`.
+    using resolver = std::function<std::optional<rte_be32_t>(uint32_t vni, const std::string& name)>;
+    void set_resolver(resolver r) { resolve_ = std::move(r); }
     void start();
     void stop();
 
     struct counters {
         uint64_t arp_requests_sent = 0, arp_replies_learned = 0, exceptions = 0, ignored = 0;
+        uint64_t dns_queries = 0, dns_answers = 0, dns_nxdomain = 0, dns_malformed = 0;
     };
     const counters& stats() const noexcept { return stats_; }
 
@@ -41,6 +49,8 @@ private:
     void retry_arp();
     void handle(rte_mbuf* m);
     void send_arp_request(rte_be32_t target_be);
+    bool answer_dns(rte_mbuf* m);
+    void inject(rte_mbuf* m, uint16_t port);
 
     boost::asio::io_context& io_;
     boost::asio::steady_timer poll_timer_, arp_timer_;
@@ -58,6 +68,7 @@ private:
     };
     std::map<rte_be32_t, vtep_state> vteps_;
     counters stats_;
+    resolver resolve_;
     bool running_ = false;
 };
 

@@ -49,7 +49,9 @@ nlohmann::json collect_stats(const worker_pool& workers, const port_manager& por
     if (slow != nullptr) {
         const auto& s = slow->stats();
         j["slow_path"] = {{"arp_requests_sent", s.arp_requests_sent}, {"arp_replies_learned", s.arp_replies_learned},
-                          {"exceptions", s.exceptions}, {"ignored", s.ignored}};
+                          {"exceptions", s.exceptions}, {"ignored", s.ignored},
+                          {"dns_queries", s.dns_queries}, {"dns_answers", s.dns_answers},
+                          {"dns_nxdomain", s.dns_nxdomain}, {"dns_malformed", s.dns_malformed}};
     }
     return j;
 }

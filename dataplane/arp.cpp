@@ -112,11 +112,7 @@ void arp_from_underlay(worker& w, const config_snapshot& cfg, rte_mbuf* m) noexc
     }
     if (arp->arp_opcode == RTE_BE16(RTE_ARP_OP_REPLY)) {
         // The control thread learns next-hop MACs of VTEPs from replies.
-        if (w.exception_ring == nullptr || rte_ring_enqueue(w.exception_ring, m) != 0) {
-            drop(w, port, m, drop_reason::exception_ring_full);
-            return;
-        }
-        w.stats.exceptions.add(1);
+        to_control(w, port, m);
         return;
     }
     drop(w, port, m, drop_reason::arp_unsupported);

@@ -157,6 +157,17 @@ void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_por
     }
 }
 
+/// A DNS query to the network's resolver address (the gateway): UDP to port 53.
+bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resolver_be) noexcept {
+    if (resolver_be == 0 || ip->dst_addr != resolver_be || ip->next_proto_id != IPPROTO_UDP)
+        return false;
+    const uint16_t hl = static_cast<uint16_t>((ip->version_ihl & 0x0f) * 4);
+    if (hl < sizeof(rte_ipv4_hdr) || m->data_len < eth_len + hl + sizeof(rte_udp_hdr))
+        return false;
+    const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, eth_len + hl);
+    return udp->dst_port == RTE_BE16(53);
+}
+
 } // namespace
 
 void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf** pkts,
@@ -211,6 +222,10 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
             const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
             if (ip->src_addr != b->ip_be) {
                 drop(w, rx_port, m, drop_reason::spoofed_ip);
+                continue;
+            }
+            if (is_dns_query_to(m, ip, seg->gateway_be)) {
+                to_control(w, rx_port, m);   // the control thread answers names
                 continue;
             }
         }

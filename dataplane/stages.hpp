@@ -11,6 +11,7 @@
 
 #include <rte_ether.h>
 #include <rte_mbuf.h>
+#include <rte_ring.h>
 
 #include "overpass/worker.hpp"
 
@@ -31,6 +32,17 @@ inline void drop(worker& w, uint16_t port, rte_mbuf* m, drop_reason reason) noex
 
 /// Frames shorter than this cannot be looked at (Ethernet header in the first segment).
 inline constexpr uint16_t eth_len = sizeof(rte_ether_hdr);
+
+/// Hands `m` (received on `port`) to the control thread through the exception ring;
+/// a full ring is a counted drop. m->port tells the control thread where it came from.
+inline void to_control(worker& w, uint16_t port, rte_mbuf* m) noexcept {
+    m->port = port;
+    if (w.exception_ring == nullptr || rte_ring_enqueue(w.exception_ring, m) != 0) {
+        drop(w, port, m, drop_reason::exception_ring_full);
+        return;
+    }
+    w.stats.exceptions.add(1);
+}
 
 // --- tx.cpp ---
 /// Buffers `m` for transmission on `port` (this worker's TX queue). Sends the buffer at

@@ -122,6 +122,11 @@ ping_all() {  # FROM TO
 ping_all app2 "${EP_IP[app1]}" || die "app2 cannot ping app1 (${EP_IP[app1]})"
 ping_all app1 "${EP_IP[app2]}" || die "app1 cannot ping app2 (${EP_IP[app2]})"
 
+say "by name: each container's resolver is its network's gateway, answered by overpassd"
+inside app2 cat /etc/resolv.conf
+ping_all app2 app1 || die "app2 cannot ping app1 by name"
+ping_all app1 app2 || die "app1 cannot ping app2 by name"
+
 say "endpoints of the cluster, and host1's counters"
 on host1 endpoint ls || die "endpoint ls"
 on host1 stats || die "stats"

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <vector>
 
 #include <rte_bus.h>
@@ -32,6 +33,28 @@ std::string mac_str(const rte_ether_addr& m) {
     char buf[RTE_ETHER_ADDR_FMT_SIZE];
     rte_ether_format_addr(buf, sizeof(buf), &m);
     return buf;
+}
+
+/// `ip netns exec NS` bind-mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf: the
+/// container asks its network's resolver (the gateway address, answered by overpassd).
+/// Returns the path written, to be removed with the port.
+std::string write_resolv_conf(const std::string& ns, const std::string& server) {
+    const std::filesystem::path dir = "/etc/netns/" + ns;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    const std::filesystem::path file = dir / "resolv.conf";
+    const std::filesystem::path tmp = dir / "resolv.conf.overpass";
+    {
+        std::ofstream out(tmp);
+        out << "# written by overpassd: names of this overlay network\nnameserver " << server
+            << "\noptions ndots:0 timeout:1 attempts:2\n";
+        if (!out)
+            throw port_error("cannot write " + tmp.string());
+    }
+    std::filesystem::rename(tmp, file, ec);
+    if (ec)
+        throw port_error("cannot write " + file.string() + ": " + ec.message());
+    return file.string();
 }
 
 } // namespace
@@ -128,7 +151,7 @@ uint16_t port_manager::open_uplink(const std::string& devargs) {
     if (rte_eth_dev_get_mtu(port, &mtu) == 0 && mtu >= 576)
         uplink_mtu_ = mtu;
     uplink_ = port;
-    ports_[port] = {port, name, "uplink", "", devargs};
+    ports_[port] = {port, name, "uplink", "", devargs, ""};
     for (uint16_t q = 0; q < n_rxq; q++)
         if (int rc = workers_.assign_rxq(port, q); rc < 0)
             throw port_error("uplink " + name + ": cannot hand RX queue to a worker: " + errstr(rc));
@@ -155,7 +178,7 @@ uint16_t port_manager::attach_tap(const std::string& endpoint, const container_i
     // Kernel names are at most 15 characters and live in our namespace until moved.
     const std::string ifname = "ovp" + std::to_string(getpid() % 100000) + "t" + std::to_string(n);
     const uint16_t port = hotplug(name + ",iface=" + ifname, name);
-    ports_[port] = {port, name, "tap", endpoint, iface.netns + ":" + iface.ifname};
+    ports_[port] = {port, name, "tap", endpoint, iface.netns + ":" + iface.ifname, ""};
     try {
         configure_and_start(port, 1, "tap port for " + endpoint);
         // The kernel side of the TAP is the container's interface. Moving it brings it
@@ -178,6 +201,8 @@ uint16_t port_manager::attach_tap(const std::string& endpoint, const container_i
                                                "dev", iface.ifname});
                 !err.empty())
                 throw port_error("configuring " + endpoint + " in netns " + ns + ": " + err);
+        if (!iface.dns_server.empty())
+            ports_[port].resolv_conf = write_resolv_conf(ns, iface.dns_server);
         if (int rc = workers_.assign_rxq(port, 0); rc < 0)
             throw port_error("cannot hand " + endpoint + "'s RX queue to a worker: " + errstr(rc));
     } catch (...) {
@@ -209,7 +234,7 @@ uint16_t port_manager::attach_vhost(const std::string& endpoint, const std::stri
     // receives from the first ones (see docs/architecture.md).
     const std::string devargs = name + ",iface=" + socket_path + ",queues=" + std::to_string(workers_.size());
     const uint16_t port = hotplug(devargs, name);
-    ports_[port] = {port, name, "vhost", endpoint, socket_path};
+    ports_[port] = {port, name, "vhost", endpoint, socket_path, ""};
     try {
         configure_and_start(port, 1, "vhost-user port for " + endpoint);
         if (int rc = workers_.assign_rxq(port, 0); rc < 0)
@@ -237,6 +262,12 @@ void port_manager::remove_port(uint16_t port) noexcept {
         rte_eal_hotplug_remove("vdev", it->second.name.c_str());
     if (it->second.kind == "vhost")
         unlink(it->second.detail.c_str());
+    if (!it->second.resolv_conf.empty()) {
+        std::error_code ec;
+        const std::filesystem::path file = it->second.resolv_conf;
+        std::filesystem::remove(file, ec);
+        std::filesystem::remove(file.parent_path(), ec);   // only if empty: it may hold the user's files
+    }
     ports_.erase(it);
 }
 

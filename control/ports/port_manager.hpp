@@ -25,6 +25,7 @@ struct port_info {
     std::string kind;        ///< uplink | tap | vhost
     std::string endpoint;    ///< endpoint name; empty for the uplink
     std::string detail;      ///< tap: kernel ifname + netns; vhost: socket path
+    std::string resolv_conf; ///< tap: /etc/netns/<ns>/resolv.conf we wrote (removed with the port)
 };
 
 class port_manager final : public port_ops {

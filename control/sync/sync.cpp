@@ -2,6 +2,7 @@
 // runs on: control thread
 #include "control/sync/sync.hpp"
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -68,11 +69,15 @@ desired_state build_desired(const std::map<std::string, std::string>& kv, const 
             continue;
         try {
             const endpoint_record e = endpoint_record_from_value(value);
-            if (e.host == self.host_id)
-                continue;   // ours: the agent programs it with its port
             auto net = vni_of.find(k.id);
             if (net == vni_of.end())
                 continue;   // network meta not (yet) visible
+            std::string name = e.name;
+            for (char& c : name)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            want.names[{net->second, std::move(name)}] = rte_cpu_to_be_32(k.ip);
+            if (e.host == self.host_id)
+                continue;   // ours: the agent programs it with its port
             const rte_be32_t vtep = rte_cpu_to_be_32(*parse_ipv4(e.vtep));
             if (vtep == self.vtep_be) {
                 problems.push_back(key + ": host " + e.host + " claims this host's VTEP " + e.vtep);
@@ -172,6 +177,16 @@ sync_engine::sync_engine(table_writer& tw, sync_identity self, std::function<voi
 
 void sync_engine::retry() { reconcile(revision_); }
 
+std::optional<rte_be32_t> sync_engine::resolve(uint32_t vni, const std::string& name) const {
+    std::string lower = name;
+    for (char& c : lower)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    auto it = names_.find({vni, lower});
+    if (it == names_.end())
+        return std::nullopt;
+    return it->second;
+}
+
 std::string_view sync_engine::keys_root() { return keys::root; }
 
 void sync_engine::start(store& st, std::string prefix) {
@@ -210,7 +225,8 @@ void sync_engine::on_error(const std::string& what) {
 
 void sync_engine::reconcile(uint64_t revision) {
     std::vector<std::string> problems;
-    const desired_state want = build_desired(view_, self_, problems);
+    desired_state want = build_desired(view_, self_, problems);
+    names_ = std::move(want.names);
     std::set<std::string> now_reported;
     for (const auto& p : problems) {
         if (!reported_.contains(p)) {

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -39,6 +40,9 @@ struct desired_state {
     std::map<uint32_t, network_spec> networks;                           ///< by VNI
     std::set<rte_be32_t> vteps;
     std::map<std::pair<uint32_t, rte_be32_t>, remote_endpoint> endpoints;  ///< by (VNI, IP)
+    /// Every endpoint's name (this host's too), lower case, by (VNI, name): what the
+    /// embedded DNS answers. Not programmed into the tables.
+    std::map<std::pair<uint32_t, std::string>, rte_be32_t> names;
 };
 
 struct sync_identity {
@@ -83,6 +87,9 @@ public:
     const desired_state& applied() const noexcept { return applied_; }
     /// Re-applies the current view (after failed table updates; cheap when nothing changed).
     void retry();
+    /// The address of endpoint `name` (case-insensitive) in network `vni`, from the
+    /// current store view.
+    std::optional<rte_be32_t> resolve(uint32_t vni, const std::string& name) const;
     /// Some table updates failed at the last reconcile and are waiting for retry().
     bool retry_pending() const noexcept { return retry_pending_; }
 
@@ -96,6 +103,7 @@ private:
     std::function<void(rte_be32_t)> on_vtep_added_;
     uint64_t revision_ = 0;
     bool retry_pending_ = false;
+    std::map<std::pair<uint32_t, std::string>, rte_be32_t> names_;   ///< from the last reconcile
     std::map<std::string, std::string> view_;
     desired_state applied_;
     sync_counters counters_;

@@ -58,6 +58,19 @@ ovp_ping_ok "b1-$id" "${EP_IP[b2]}" 2 15 || ovp_fail "b1 -> b2"
 ovp_ping_ok "b2-$id" "${EP_IP[b1]}" 2 15 || ovp_fail "b2 -> b1"
 ovp_pass "intra-network traffic flows"
 
+ovp_step "names resolve only within their own network"
+for pair in "a1-$id a2" "b1-$id b2"; do
+    set -- $pair
+    ip netns exec "$1" getent ahostsv4 "$2" >/dev/null || ovp_fail "$2 does not resolve from $1"
+done
+for pair in "a1-$id b1" "a1-$id b2" "b2-$id a1"; do
+    set -- $pair
+    if ip netns exec "$1" getent ahostsv4 "$2" >/dev/null 2>&1; then
+        ovp_fail "$2 (another network) resolves from $1"
+    fi
+done
+ovp_pass "a-names in netA, b-names in netB, nothing across"
+
 # Watching containers: tcpdump on their eth0 records every frame; interface counters
 # are reported beside it. Frames from the other network (its MACs or addresses) fail.
 watch_gen=0

@@ -69,6 +69,16 @@ ovp_ping_ok "app2-$id" "${EP_IP[app1]}" 3 15 || ovp_fail "ping app2 -> app1 (${E
 ovp_ping_ok "app1-$id" "${EP_IP[app2]}" 3 15 || ovp_fail "ping app1 -> app2 (${EP_IP[app2]})"
 ovp_pass "ping both ways"
 
+ovp_step "names: ping app1 / app2 by name (resolver = gateway, answered by overpassd); other names NXDOMAIN"
+ovp_ping_ok "app2-$id" app1 3 15 || ovp_fail "ping app2 -> app1 by name"
+ovp_ping_ok "app1-$id" app2 3 15 || ovp_fail "ping app1 -> app2 by name"
+got=$(ip netns exec "app2-$id" getent ahostsv4 app1 | awk 'NR==1 {print $1}')
+[[ "$got" == "${EP_IP[app1]}" ]] || ovp_fail "app1 resolved to '$got', expected ${EP_IP[app1]}"
+if ip netns exec "app2-$id" getent ahostsv4 no-such-container >/dev/null 2>&1; then
+    ovp_fail "a name that no endpoint has resolved"
+fi
+ovp_pass "names resolve within the network"
+
 ovp_step "endpoint ls shows app1 and app2 (on both hosts)"
 both_eps() { local o; o=$(ovp_cli "$1" endpoint ls) && grep -qw app1 <<<"$o" && grep -qw app2 <<<"$o"; }
 ovp_eventually 5 both_eps host1 || ovp_fail "host1 endpoint ls: $(ovp_cli host1 endpoint ls 2>&1)"

@@ -111,6 +111,29 @@ TEST_F(sync_test, failed_table_updates_are_counted_and_retried) {
     EXPECT_FALSE(engine.retry_pending());
 }
 
+// The embedded DNS answers from this index: every endpoint of a network, this host's
+// included, by name (case-insensitive), never across networks.
+TEST_F(sync_test, names_resolve_within_their_network) {
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), net("n2", 4097, "10.0.3.0/24"),
+                                    ep("n1", "10.0.2.3", "hostB", "198.18.0.2"),
+                                    ep("n1", "10.0.2.2", self_host, "198.18.0.1"),
+                                    ep("n2", "10.0.3.2", "hostB", "198.18.0.2")},
+                       1});
+    auto a = engine.resolve(4096, "e10.0.2.3");
+    ASSERT_TRUE(a);
+    EXPECT_EQ(overpass::test::ip_str(*a), "10.0.2.3");
+    a = engine.resolve(4096, "E10.0.2.2");   // this host's own endpoint, other case
+    ASSERT_TRUE(a);
+    EXPECT_EQ(overpass::test::ip_str(*a), "10.0.2.2");
+    EXPECT_FALSE(engine.resolve(4096, "e10.0.3.2"));   // lives in n2
+    EXPECT_FALSE(engine.resolve(4097, "e10.0.2.3"));
+    EXPECT_FALSE(engine.resolve(4096, "nobody"));
+    // Gone from the store: gone from DNS.
+    std::vector<kv_delta> d{{kv_delta::kind::del, ep("n1", "10.0.2.3", "hostB", "198.18.0.2")}};
+    engine.on_changes(d, 2);
+    EXPECT_FALSE(engine.resolve(4096, "e10.0.2.3"));
+}
+
 TEST_F(sync_test, resync_snapshot_replaces_the_view) {
     engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), net("n2", 4097, "10.0.3.0/24")}, 5});
     tw.calls.clear();
