@@ -54,7 +54,10 @@ void drain_commands(worker& w) noexcept {
         return;
     // A command is acknowledged only after every packet injected before it was sent, so
     // that once a port's removal is acknowledged no injected packet for it remains.
-    inject_burst(w);
+    while (w.inject_ring != nullptr && !rte_ring_empty(w.inject_ring)) {
+        inject_burst(w);
+        tx_flush(w);
+    }
     tx_flush(w);
     command cmds[8];
     unsigned n;
@@ -69,6 +72,8 @@ void drain_commands(worker& w) noexcept {
                     break;
                 case command::kind::unassign_rxq:
                     unassign_rxq(w, c.port, c.queue);
+                    break;
+                case command::kind::barrier:
                     break;
                 }
             }

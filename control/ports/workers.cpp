@@ -50,6 +50,7 @@ worker_pool::worker_pool(dp_tables& tables, rte_mempool* pool, rte_ring* excepti
     }
     if (workers_.empty())
         throw std::runtime_error("no worker lcore: EAL needs at least 2 lcores");
+    last_seq_.assign(workers_.size(), 0);
 }
 
 worker_pool::~worker_pool() {
@@ -86,45 +87,71 @@ void worker_pool::stop() noexcept {
     launched_ = false;
 }
 
-int worker_pool::command(unsigned index, command::kind what, uint16_t port, uint16_t queue) noexcept {
-    worker& w = *workers_[index];
-    struct command c{what, port, queue, next_seq_++};
-    if (rte_ring_enqueue_elem(w.cmd_ring, &c, sizeof(c)) != 0)
-        return -ENOBUFS;
-    if (!launched_) {
-        // Not running yet (start-up): execute in place, nothing else touches the worker.
-        dp::drain_commands(w);
-    }
-    // The worker drains commands at least every idle sleep, so an ack comes within
-    // a few hundred microseconds; bound the wait anyway.
-    const uint64_t deadline = rte_get_timer_cycles() + rte_get_timer_hz();
+int worker_pool::wait_ack(unsigned index, uint64_t seq, unsigned timeout_ms) const noexcept {
+    const worker& w = *workers_[index];
+    const uint64_t deadline = rte_get_timer_cycles() + rte_get_timer_hz() * timeout_ms / 1000;
     // acquire; pairs with the release store of cmd_ack in drain_commands()
-    while (w.cmd_ack.load(std::memory_order_acquire) < c.seq) {
+    while (w.cmd_ack.load(std::memory_order_acquire) < seq) {
         if (rte_get_timer_cycles() > deadline)
             return -ETIMEDOUT;
+        // Workers drain commands at least once per idle sleep (a few hundred us).
         rte_delay_us_sleep(50);
     }
     return 0;
 }
 
-int worker_pool::assign_rxq(uint16_t port, uint16_t queue) noexcept {
-    unsigned best = 0;
-    for (unsigned i = 1; i < workers_.size(); i++)
-        if (workers_[i]->n_rxqs < workers_[best]->n_rxqs)
-            best = i;
-    if (int rc = command(best, command::kind::assign_rxq, port, queue); rc < 0)
-        return rc;
-    assigned_.push_back({port, queue, best});
-    return static_cast<int>(best);
+int worker_pool::command(unsigned index, command::kind what, uint16_t port, uint16_t queue) noexcept {
+    worker& w = *workers_[index];
+    struct command c{what, port, queue, next_seq_};
+    if (rte_ring_enqueue_elem(w.cmd_ring, &c, sizeof(c)) != 0)
+        return -ENOBUFS;
+    next_seq_++;
+    last_seq_[index] = c.seq;
+    if (!launched_) {
+        // Not running (start-up or after stop): execute in place, nothing else touches the worker.
+        dp::drain_commands(w);
+    }
+    return wait_ack(index, c.seq, 1000);
 }
 
-void worker_pool::unassign_port(uint16_t port) noexcept {
+int worker_pool::assign_rxq(uint16_t port, uint16_t queue) noexcept {
+    // Least-loaded worker, counted from our own records (a worker's rxq list is private).
+    std::vector<unsigned> load(workers_.size(), 0);
     for (const assignment& a : assigned_)
-        if (a.port == port)
-            command(a.worker, command::kind::unassign_rxq, a.port, a.queue);
-    assigned_.erase(std::remove_if(assigned_.begin(), assigned_.end(),
-                                   [port](const assignment& a) { return a.port == port; }),
-                    assigned_.end());
+        load[a.worker]++;
+    const unsigned best = static_cast<unsigned>(std::min_element(load.begin(), load.end()) - load.begin());
+    const int rc = command(best, command::kind::assign_rxq, port, queue);
+    if (rc == -ENOBUFS)
+        return rc;
+    // Recorded even when the ack is late: the worker will poll the queue once it drains
+    // the command, so a later unassign must know about it.
+    assigned_.push_back({port, queue, best});
+    return rc < 0 ? rc : static_cast<int>(best);
+}
+
+bool worker_pool::unassign_port(uint16_t port) noexcept {
+    bool ok = true;
+    for (auto it = assigned_.begin(); it != assigned_.end();) {
+        if (it->port != port) {
+            ++it;
+            continue;
+        }
+        int rc = command(it->worker, command::kind::unassign_rxq, it->port, it->queue);
+        if (rc == -ETIMEDOUT)
+            rc = wait_ack(it->worker, last_seq_[it->worker], 5000);   // a busy or descheduled lcore
+        if (rc < 0) {
+            ok = false;
+            ++it;
+            continue;
+        }
+        it = assigned_.erase(it);
+    }
+    // Packets the control thread injected for this port are sent (or refused) once worker 0
+    // acknowledges a later command.
+    int rc = command(0, command::kind::barrier, port, 0);
+    if (rc == -ETIMEDOUT)
+        rc = wait_ack(0, last_seq_[0], 5000);
+    return ok && rc == 0;
 }
 
 } // namespace overpass::ctl

@@ -26,14 +26,20 @@ public:
     void stop() noexcept;
 
     /// Sends a command to worker `index` and waits (bounded) for its acknowledgement.
-    /// Returns 0, or -ETIMEDOUT / -ENOBUFS.
+    /// Returns 0, -ENOBUFS (not sent), or -ETIMEDOUT (sent, not yet acknowledged: the
+    /// worker will still execute it; wait_ack() can wait again).
     int command(unsigned index, command::kind what, uint16_t port, uint16_t queue) noexcept;
+    /// Waits until worker `index` has acknowledged command `seq`. 0 or -ETIMEDOUT.
+    int wait_ack(unsigned index, uint64_t seq, unsigned timeout_ms) const noexcept;
 
     /// Picks the worker with the fewest RX queues and assigns (port, queue) to it.
     /// Returns the worker index or a negative errno.
     int assign_rxq(uint16_t port, uint16_t queue) noexcept;
-    /// Removes every RX queue of `port` from whichever worker polls it, with acks.
-    void unassign_port(uint16_t port) noexcept;
+    /// Removes every RX queue of `port` from whichever worker polls it, then waits until
+    /// worker 0 has sent everything injected so far (its inject ring). Returns false if a
+    /// worker did not acknowledge in time: then the port must stay open, since that worker
+    /// may still poll it.
+    bool unassign_port(uint16_t port) noexcept;
 
     unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
     /// The ring through which the control thread transmits (worker 0 drains it).
@@ -48,6 +54,7 @@ private:
     std::vector<worker*> workers_;
     std::vector<assignment> assigned_;
     uint64_t next_seq_ = 1;
+    std::vector<uint64_t> last_seq_;   ///< last command sent, per worker
     bool launched_ = false;
 };
 

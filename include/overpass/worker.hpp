@@ -26,6 +26,7 @@ struct command {
     enum class kind : uint16_t {
         assign_rxq,     ///< start polling (port, queue)
         unassign_rxq,   ///< stop polling (port, queue); after the ack the queue is never touched again
+        barrier,        ///< nothing: its ack proves every earlier command and injected packet was handled
     };
     kind what;
     uint16_t port;
@@ -73,6 +74,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     uint16_t dirty[RTE_MAX_ETHPORTS];
     tx_buffer tx[RTE_MAX_ETHPORTS];
     uint32_t idle_run = 0;
+    uint64_t bum_tokens = 0;                 ///< replication token bucket
+    uint64_t bum_refill_tsc = 0;
     // --- ... to here ---
 
     lcore_stats stats;                  ///< worker writes; control reads
