@@ -61,6 +61,91 @@ void prepare_api_dir(const std::string& api) {
         throw options_error("--api: cannot create " + dir.string() + ": " + ec.message());
 }
 
+/// The control plane proper: slow path, cluster agent (store sync), local API, until a
+/// signal or a start-up failure. Everything created here is gone when it returns, before
+/// the ports, workers and tables it uses are torn down.
+int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv, table_writer& writer,
+                      worker_pool& workers, port_manager& ports, rte_ring* exceptions, rte_mempool* pool,
+                      const config_snapshot& cfg) {
+    slow_path slow(io, writer, exceptions, pool, workers.inject_ring(), cfg.uplink_port, cfg.vtep_mac,
+                   cfg.vtep_ip_be);
+    slow.start();
+
+    agent_config acfg;
+    acfg.host_id = opt.host_id;
+    acfg.vtep_ip = opt.vtep_ip;
+    acfg.vtep_be = opt.vtep_ip_be;
+    acfg.vxlan_port = opt.vxlan_port;
+    acfg.uplink_mtu = ports.uplink_mtu();
+    agent_hooks hooks;
+    hooks.on_vtep_added = [&slow](rte_be32_t ip) { slow.vtep_added(ip); };
+
+    agent ag(io, kv, writer, ports, acfg, hooks);
+    slow.set_resolver([&ag](uint32_t vni, const std::string& name) { return ag.sync().resolve(vni, name); });
+    api_server api(io, ag, opt.api, [&] { return collect_stats(workers, ports, writer, &slow); });
+
+    // Free what workers no longer see, without blocking the control thread.
+    asio::steady_timer reclaim_timer(io);
+    std::function<void()> reclaim = [&] {
+        writer.reclaim();
+        reclaim_timer.expires_after(std::chrono::milliseconds(10));
+        reclaim_timer.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec)
+                reclaim();
+        });
+    };
+    reclaim();
+
+    int exit_code = 0;
+    bool stopping = false;
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    std::function<void()> arm_signals;
+    auto shutdown = [&](const char* why) {
+        if (stopping)
+            return;
+        stopping = true;
+        RTE_LOG(INFO, USER1, "shutting down (%s)\n", why);
+        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+            api.stop();
+            co_await ag.shutdown();   // detaches local endpoints, releases the session
+            slow.stop();
+            reclaim_timer.cancel();
+            io.stop();
+        }, asio::detached);
+    };
+    arm_signals = [&] {
+        signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+            if (ec)
+                return;
+            if (stopping) {
+                // A second signal while the graceful path waits (e.g. on an unreachable
+                // store): leave now. Endpoints' keys then expire with the session.
+                std::fprintf(stderr, "overpassd: second signal, exiting without cleanup\n");
+                std::_Exit(130);
+            }
+            shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
+            arm_signals();
+        });
+    };
+    arm_signals();
+
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+        try {
+            co_await ag.start();
+            api.start();
+            RTE_LOG(INFO, USER1, "ready: API on %s, store %s\n", opt.api.c_str(), kv.url().c_str());
+        } catch (const std::exception& e) {
+            RTE_LOG(ERR, USER1, "start-up failed: %s\n", e.what());
+            std::fprintf(stderr, "overpassd: %s\n", e.what());
+            exit_code = 1;
+            shutdown("start-up failed");
+        }
+    }, asio::detached);
+
+    io.run();
+    return exit_code;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -136,75 +221,13 @@ int main(int argc, char** argv) {
     cfg.vtep_ip_be = opt.vtep_ip_be;
     cfg.vxlan_port_be = rte_cpu_to_be_16(opt.vxlan_port);
     cfg.uplink_mtu = ports->uplink_mtu();
+    cfg.bum_frames_per_sec = opt.bum_rate;
     if (int rc = writer->set_config(cfg); rc < 0)
         die(std::string("cannot publish the configuration: ") + rte_strerror(-rc));
 
     workers->launch();
 
-    slow_path slow(io, *writer, exceptions, pool, workers->inject_ring(), cfg.uplink_port, cfg.vtep_mac,
-                   cfg.vtep_ip_be);
-    slow.start();
-
-    agent_config acfg;
-    acfg.host_id = opt.host_id;
-    acfg.vtep_ip = opt.vtep_ip;
-    acfg.vtep_be = opt.vtep_ip_be;
-    acfg.vxlan_port = opt.vxlan_port;
-    acfg.uplink_mtu = ports->uplink_mtu();
-    agent_hooks hooks;
-    hooks.on_vtep_added = [&slow](rte_be32_t ip) { slow.vtep_added(ip); };
-
-    agent ag(io, *kv, *writer, *ports, acfg, hooks);
-    slow.set_resolver([&ag](uint32_t vni, const std::string& name) { return ag.sync().resolve(vni, name); });
-    api_server api(io, ag, opt.api, [&] { return collect_stats(*workers, *ports, *writer, &slow); });
-
-    // Free what workers no longer see, without blocking the control thread.
-    asio::steady_timer reclaim_timer(io);
-    std::function<void()> reclaim = [&] {
-        writer->reclaim();
-        reclaim_timer.expires_after(std::chrono::milliseconds(10));
-        reclaim_timer.async_wait([&](const boost::system::error_code& ec) {
-            if (!ec)
-                reclaim();
-        });
-    };
-    reclaim();
-
-    int exit_code = 0;
-    bool stopping = false;
-    asio::signal_set signals(io, SIGINT, SIGTERM);
-    auto shutdown = [&](const char* why) {
-        if (stopping)
-            return;
-        stopping = true;
-        RTE_LOG(INFO, USER1, "shutting down (%s)\n", why);
-        asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-            api.stop();
-            co_await ag.shutdown();   // detaches local endpoints, releases the session
-            slow.stop();
-            reclaim_timer.cancel();
-            io.stop();
-        }, asio::detached);
-    };
-    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-        if (!ec)
-            shutdown(sig == SIGINT ? "SIGINT" : "SIGTERM");
-    });
-
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        try {
-            co_await ag.start();
-            api.start();
-            RTE_LOG(INFO, USER1, "ready: API on %s, store %s\n", opt.api.c_str(), kv->url().c_str());
-        } catch (const std::exception& e) {
-            RTE_LOG(ERR, USER1, "start-up failed: %s\n", e.what());
-            std::fprintf(stderr, "overpassd: %s\n", e.what());
-            exit_code = 1;
-            shutdown("start-up failed");
-        }
-    }, asio::detached);
-
-    io.run();
+    const int exit_code = run_control_plane(io, opt, *kv, *writer, *workers, *ports, exceptions, pool, cfg);
 
     workers->stop();
     ports->close_all();
@@ -212,6 +235,9 @@ int main(int argc, char** argv) {
     ports.reset();
     workers.reset();
     writer.reset();
+    void* left = nullptr;
+    while (rte_ring_dequeue(exceptions, &left) == 0)
+        rte_pktmbuf_free(static_cast<rte_mbuf*>(left));
     rte_ring_free(exceptions);
     rte_mempool_free(pool);
     rte_eal_cleanup();

@@ -45,6 +45,7 @@ void set_key(daemon_options& o, const std::string& key, const std::string& v) {
     else if (key == "mbufs") o.mempool_mbufs = parse_uint("--mbufs", v, 1024, 1u << 24);
     else if (key == "memory") o.memory_mb = parse_uint("--memory", v, 64, 1u << 20);
     else if (key == "log-level") o.log_level = v;
+    else if (key == "bum-rate") o.bum_rate = parse_uint("--bum-rate", v, 0, 100000000);
     else throw options_error("unknown option --" + key);
 }
 
@@ -52,7 +53,7 @@ bool is_flag(const std::string& key) { return key == "no-huge" || key == "help";
 
 bool takes_value(const std::string& key) {
     static const char* keys[] = {"host-id", "vtep-ip", "uplink", "store", "api", "workers", "vxlan-port",
-                                 "cpus", "mbufs", "memory", "log-level", "config"};
+                                 "cpus", "mbufs", "memory", "log-level", "config", "bum-rate"};
     for (const char* k : keys)
         if (key == k)
             return true;
@@ -267,7 +268,9 @@ const char* usage() {
            "  --cpus LIST         CPUs the lcores may run on (default: all allowed)\n"
            "  --vxlan-port N      VXLAN UDP port (default 4789)\n"
            "  --no-huge           run without hugepages (--memory MB of heap, default 256)\n"
-           "  --mbufs N           mbufs in the packet pool (default 8192)\n"
+           "  --mbufs N           mbufs in the packet pool (default 16384)\n"
+           "  --bum-rate N        frames per second a worker may send for broadcast/unknown\n"
+           "                      traffic from containers, copies included (default 200000; 0: no limit)\n"
            "  --log-level LEVEL   error, warning, notice, info (default) or debug\n"
            "  --config FILE       JSON object with the same keys (\"host-id\": \"h1\", ...,\n"
            "                      \"eal-args\": [...]); command-line options override it\n";

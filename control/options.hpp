@@ -28,8 +28,9 @@ struct daemon_options {
     bool no_huge = false;
     uint16_t vxlan_port = 4789;
     std::string cpus;                    ///< CPUs the lcores may run on ("0-1"); empty: our affinity
-    unsigned mempool_mbufs = 8192;
+    unsigned mempool_mbufs = 16384;
     unsigned memory_mb = 256;            ///< with --no-huge
+    unsigned bum_rate = 200000;          ///< head-end replication frames per second per worker; 0 = no limit
     std::string log_level = "info";
     std::vector<std::string> eal_extra;  ///< after "--"
     bool help = false;

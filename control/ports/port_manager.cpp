@@ -27,6 +27,12 @@ namespace overpass::ctl {
 
 namespace {
 
+// RX descriptors per queue. Some PMDs (net_tap) hold one mbuf per RX descriptor from
+// queue setup on, so the pool must cover every port's ring: 31 container ports at 256
+// plus the uplink fit the default pool (--mbufs 16384) with room for bursts in flight.
+constexpr uint16_t uplink_rx_descriptors = 1024;
+constexpr uint16_t container_rx_descriptors = 256;
+
 std::string errstr(int rc) { return rte_strerror(rc < 0 ? -rc : rc); }
 
 std::string mac_str(const rte_ether_addr& m) {
@@ -105,7 +111,7 @@ port_manager::port_manager(worker_pool& workers, table_writer& writer, rte_mempo
 
 port_manager::~port_manager() { close_all(); }
 
-void port_manager::configure_and_start(uint16_t port, uint16_t n_rxq, const std::string& what) {
+void port_manager::configure_and_start(uint16_t port, uint16_t n_rxq, uint16_t nb_rxd, const std::string& what) {
     rte_eth_dev_info info;
     if (int rc = rte_eth_dev_info_get(port, &info); rc != 0)
         throw port_error(what + ": cannot read device info: " + errstr(rc));
@@ -123,7 +129,7 @@ void port_manager::configure_and_start(uint16_t port, uint16_t n_rxq, const std:
         conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
     if (int rc = rte_eth_dev_configure(port, n_rxq, n_txq, &conf); rc != 0)
         throw port_error(what + ": configure failed: " + errstr(rc));
-    uint16_t nb_rxd = 1024, nb_txd = 1024;
+    uint16_t nb_txd = 1024;
     rte_eth_dev_adjust_nb_rx_tx_desc(port, &nb_rxd, &nb_txd);
     const int socket = rte_eth_dev_socket_id(port);
     const unsigned sock = socket < 0 ? 0 : static_cast<unsigned>(socket);
@@ -145,8 +151,7 @@ uint16_t port_manager::open_uplink(const std::string& devargs) {
     if (rte_eth_dev_get_port_by_name(name.c_str(), &port) != 0)
         throw port_error("uplink " + name + ": no such port (the device could not be probed; see the EAL log)");
     const uint16_t n_rxq = static_cast<uint16_t>(workers_.size());
-    configure_and_start(port, n_rxq, "uplink " + name);
-    rte_eth_promiscuous_enable(port);   // not supported by every PMD; harmless
+    configure_and_start(port, n_rxq, uplink_rx_descriptors, "uplink " + name);
     uint16_t mtu = 1500;
     if (rte_eth_dev_get_mtu(port, &mtu) == 0 && mtu >= 576)
         uplink_mtu_ = mtu;
@@ -180,7 +185,7 @@ uint16_t port_manager::attach_tap(const std::string& endpoint, const container_i
     const uint16_t port = hotplug(name + ",iface=" + ifname, name);
     ports_[port] = {port, name, "tap", endpoint, iface.netns + ":" + iface.ifname, ""};
     try {
-        configure_and_start(port, 1, "tap port for " + endpoint);
+        configure_and_start(port, 1, container_rx_descriptors, "tap port for " + endpoint);
         // The kernel side of the TAP is the container's interface. Moving it brings it
         // down; everything after the move is configured inside the container's namespace.
         const std::string& ns = iface.netns;
@@ -191,11 +196,17 @@ uint16_t port_manager::attach_tap(const std::string& endpoint, const container_i
              std::to_string(iface.mtu)},
             {"ip", "-n", ns, "addr", "add", iface.ip_cidr, "dev", iface.ifname},
             {"ip", "-n", ns, "link", "set", "dev", "lo", "up"},
-            {"ip", "-n", ns, "link", "set", "dev", iface.ifname, "up"},
         };
         for (const auto& step : steps)
             if (std::string err = run_program(step); !err.empty())
                 throw port_error("configuring " + endpoint + " in netns " + ns + ": " + err);
+        // The overlay is IPv4: without this the kernel's IPv6 chatter (router and
+        // neighbour solicitations, MLD) is all counted as unsupported_ethertype drops.
+        // Not fatal: a kernel without IPv6 has no such setting.
+        run_program({"ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                     "net.ipv6.conf." + iface.ifname + ".disable_ipv6=1"});
+        if (std::string err = run_program({"ip", "-n", ns, "link", "set", "dev", iface.ifname, "up"}); !err.empty())
+            throw port_error("configuring " + endpoint + " in netns " + ns + ": " + err);
         if (!iface.gateway.empty())
             if (std::string err = run_program({"ip", "-n", ns, "route", "replace", "default", "via", iface.gateway,
                                                "dev", iface.ifname});
@@ -236,7 +247,7 @@ uint16_t port_manager::attach_vhost(const std::string& endpoint, const std::stri
     const uint16_t port = hotplug(devargs, name);
     ports_[port] = {port, name, "vhost", endpoint, socket_path, ""};
     try {
-        configure_and_start(port, 1, "vhost-user port for " + endpoint);
+        configure_and_start(port, 1, container_rx_descriptors, "vhost-user port for " + endpoint);
         if (int rc = workers_.assign_rxq(port, 0); rc < 0)
             throw port_error("cannot hand " + endpoint + "'s RX queue to a worker: " + errstr(rc));
     } catch (...) {
@@ -252,7 +263,14 @@ void port_manager::remove_port(uint16_t port) noexcept {
     auto it = ports_.find(port);
     if (it == ports_.end())
         return;
-    workers_.unassign_port(port);
+    if (!workers_.unassign_port(port)) {
+        // A worker may still poll this port: closing it would pull the queue from under
+        // it. Leave the port open (its id is not reused) and say so.
+        RTE_LOG(ERR, USER1, "port %u (%s): a worker did not acknowledge its removal; port left open\n", port,
+                it->second.name.c_str());
+        ports_.erase(it);
+        return;
+    }
     // Workers flush their TX buffers before every quiescent report: after a grace
     // period no worker holds a packet for this port, nor a binding that points to it.
     writer_.synchronize();

@@ -52,7 +52,7 @@ public:
 
 private:
     uint16_t hotplug(const std::string& devargs, const std::string& name);
-    void configure_and_start(uint16_t port, uint16_t n_rxq, const std::string& what);
+    void configure_and_start(uint16_t port, uint16_t n_rxq, uint16_t nb_rxd, const std::string& what);
     void remove_port(uint16_t port) noexcept;
 
     worker_pool& workers_;
