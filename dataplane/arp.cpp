@@ -64,6 +64,11 @@ bool arp_from_container(worker& w, const port_binding& b, const segment& seg, ui
         return false;
     }
     const rte_be32_t sip = arp->arp_data.arp_sip;
+    if (sip == 0) {
+        // An address probe (RFC 5227): the kernel checking for conflicts, not spoofing.
+        drop(w, rx_port, m, drop_reason::arp_unsupported);
+        return false;
+    }
     if (sip != b.ip_be) {
         drop(w, rx_port, m, drop_reason::spoofed_ip);
         return false;

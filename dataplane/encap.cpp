@@ -11,6 +11,7 @@
 //    serves the last destination.
 #include <cstring>
 
+#include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 #include <rte_ip.h>
@@ -116,6 +117,28 @@ void encap_and_send(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte
     tx_enqueue(w, cfg.uplink_port, m);
 }
 
+/// Takes `frames` from the worker's replication token bucket; false when it holds fewer.
+/// One container flooding unknown MACs must not drain the mbuf pool of every port.
+bool bum_budget(worker& w, const config_snapshot& cfg, uint32_t frames) noexcept {
+    const uint64_t rate = cfg.bum_frames_per_sec;
+    if (rate == 0)
+        return true;
+    const uint64_t burst = rate / 10 > 64 ? rate / 10 : 64;
+    const uint64_t now = rte_rdtsc();
+    const uint64_t hz = rte_get_tsc_hz();
+    // A second refills any bucket (burst <= rate); capping keeps the product in range.
+    const uint64_t elapsed = now - w.bum_refill_tsc < hz ? now - w.bum_refill_tsc : hz;
+    const uint64_t earned = elapsed * rate / hz;
+    if (earned != 0) {
+        w.bum_tokens = w.bum_tokens + earned < burst ? w.bum_tokens + earned : burst;
+        w.bum_refill_tsc = now;
+    }
+    if (w.bum_tokens < frames)
+        return false;
+    w.bum_tokens -= frames;
+    return true;
+}
+
 /// Head-end replication of one BUM (or unknown unicast) frame to every other local port
 /// of the segment and every resolved remote VTEP of its flood list.
 void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
@@ -131,6 +154,10 @@ void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_por
         remaining += fv.v[i] != nullptr;
     if (remaining == 0) {
         rte_pktmbuf_free(m);   // alone in its network: nobody to deliver to
+        return;
+    }
+    if (!bum_budget(w, cfg, remaining)) {
+        drop(w, rx_port, m, drop_reason::bum_rate_limited);
         return;
     }
 
@@ -210,10 +237,6 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         if (type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
             if (!arp_from_container(w, *b, *seg, rx_port, m))
                 continue;   // answered or dropped; a unicast reply is forwarded below
-        } else if (type == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) {
-            // Overlay ports are untagged; a tag would hide the L3 header from anti-spoofing. == RTE_BE16(RTE_ETHER_TYPE_VLAN) || type == RTE_BE16(RTE_ETHER_TYPE_QINQ)) {
-            drop(w, rx_port, m, drop_reason::malformed);
-            continue;
         } else if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
             if (m->data_len < ipv4_min_frame) {
                 drop(w, rx_port, m, drop_reason::malformed);
@@ -228,6 +251,11 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
                 to_control(w, rx_port, m);   // the control thread answers names
                 continue;
             }
+        } else {
+            // IPv6, VLAN tags and the rest: the overlay carries untagged IPv4 only, and
+            // anti-spoofing only knows the endpoint's IPv4 address.
+            drop(w, rx_port, m, drop_reason::unsupported_ethertype);
+            continue;
         }
         if (rte_pktmbuf_pkt_len(m) - eth_len > seg->mtu) {
             drop(w, rx_port, m, drop_reason::mtu_exceeded);

@@ -350,6 +350,11 @@ int table_writer_impl::publish_segment(const net_shadow& n) noexcept {
     s->vni = n.spec.vni;
     s->vni_wire = vni_to_wire(n.spec.vni);
     s->mtu = n.spec.mtu != 0 ? n.spec.mtu : default_network_mtu;
+    // A network created on a host with a larger uplink MTU must not make this host send
+    // outer packets its uplink cannot carry: the effective MTU is what fits after the
+    // 50 bytes of VXLAN (the frame is counted as mtu_exceeded instead of lost on the wire).
+    if (have_config_ && cfg_.uplink_mtu > vxlan_overhead && s->mtu > cfg_.uplink_mtu - vxlan_overhead)
+        s->mtu = static_cast<uint16_t>(cfg_.uplink_mtu - vxlan_overhead);
     s->stats_slot = n.slot;
     s->subnet_be = n.spec.subnet_be;
     s->mask_be = n.spec.mask_be;
@@ -420,6 +425,9 @@ int table_writer_impl::set_config(const config_snapshot& cfg) noexcept {
     int rc = 0;
     for (const auto& [ip, v] : vteps_)
         if (int r = publish_vtep(ip, v); r < 0)
+            rc = r;
+    for (const auto& [vni, n] : nets_)   // the effective MTU depends on the uplink's
+        if (int r = publish_segment(n); r < 0)
             rc = r;
     return rc;
 }

@@ -124,6 +124,10 @@ struct config_snapshot {
     rte_be32_t vtep_ip_be;
     rte_be16_t vxlan_port_be;  ///< UDP destination port of VXLAN (default 4789)
     uint16_t uplink_mtu;       ///< largest outer IP packet on the uplink
+    /// Head-end replication budget per worker: frames sent for BUM traffic from
+    /// containers per second (each copy counts); 0 = unlimited. Bursts up to a tenth of a
+    /// second's worth (at least 64).
+    uint32_t bum_frames_per_sec;
 };
 
 /// Everything a worker reads. Control thread creates and publishes; workers read

@@ -394,6 +394,39 @@ TEST_F(dp_paths, mtu) {
     EXPECT_EQ(buffered(), 0u);
 }
 
+// A network created elsewhere with a larger MTU than this host's uplink can carry:
+// the writer clamps the effective MTU to uplink MTU - 50, so the frame is counted here
+// rather than lost on the wire.
+TEST_F(dp_paths, network_mtu_is_clamped_to_the_uplink) {
+    const ctl::network_spec jumbo{vni_a, 8950, ip4(10, 0, 1, 0), ip4(255, 255, 255, 0), gw_ip};
+    ASSERT_EQ(tw_->upsert_network(jumbo), 0);
+    run1(g_c1.port_id, udp_frame(r_mac, a_mac, a_ip, r_ip, 1450 - 28));   // IP 1450: fits 1500 - 50
+    EXPECT_EQ(take(g_uplink.port_id).size(), 1u);
+    run1(g_c1.port_id, udp_frame(r_mac, a_mac, a_ip, r_ip, 1451 - 28));   // IP 1451: does not
+    EXPECT_EQ(drops(drop_reason::mtu_exceeded), 1u);
+    EXPECT_EQ(buffered(), 0u);
+}
+
+// One container flooding must not drain the pool: head-end replication draws from a
+// per-worker token bucket (burst = max(rate/10, 64) frames, copies included).
+TEST_F(dp_paths, bum_replication_is_rate_limited) {
+    config_snapshot cfg = *tw_->tables().config.load();
+    cfg.bum_frames_per_sec = 100;   // burst of 64 frames; refills 1 per 10 ms
+    ASSERT_EQ(tw_->set_config(cfg), 0);
+    const bytes bcast_frame = udp_frame(bcast, a_mac, a_ip, ip4(10, 0, 1, 255));
+    uint64_t sent = 0;
+    for (int i = 0; i < 200; i++) {
+        run1(g_c1.port_id, bcast_frame);
+        for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++)
+            sent += take(p).size();
+    }
+    const uint64_t limited = drops(drop_reason::bum_rate_limited);
+    EXPECT_GT(limited, 100u);            // most of the 200 were refused ...
+    EXPECT_GE(sent, 60u);                // ... after the burst went out
+    EXPECT_LE(sent, 64u + 10u);          // (plus what refilled while the test ran)
+    EXPECT_EQ(buffered(), 0u);
+}
+
 TEST_F(dp_paths, bum_replication_and_unknown_unicast) {
     const bytes f = udp_frame(mac(0x01, 0x00, 0x5e, 0, 0, 1), a_mac, a_ip, ip4(224, 0, 0, 1));
     const bytes unknown = udp_frame(mac(0x02, 0x42, 10, 0, 1, 200), a_mac, a_ip, ip4(10, 0, 1, 200));
@@ -534,6 +567,7 @@ TEST_F(dp_paths, every_drop_reason_is_reachable) {
              run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(1, a_mac, a_ip, mac(0, 0, 0, 0, 0, 0), ip4(10, 0, 1, 99))));
          }},
         {drop_reason::arp_unsupported, [&] { run1(g_c1.port_id, eth(bcast, a_mac, 0x0806, arp(2, a_mac, a_ip, b_mac, b_ip))); }},
+        {drop_reason::unsupported_ethertype, [&] { run1(g_c1.port_id, eth(b_mac, a_mac, 0x86dd, pattern(60))); }},
         {drop_reason::no_route, [&] { run1(g_c1.port_id, udp_frame(gw_mac, a_mac, a_ip, ip4(8, 8, 8, 8))); }},
         {drop_reason::hairpin, [&] { run1(g_c1.port_id, udp_frame(a_mac, a_mac, a_ip, a_ip)); }},
         {drop_reason::mtu_exceeded, [&] { run1(g_c1.port_id, udp_frame(r_mac, a_mac, a_ip, r_ip, 1500)); }},
@@ -551,6 +585,15 @@ TEST_F(dp_paths, every_drop_reason_is_reachable) {
              run1(g_uplink.port_id, eth(vtep_mac, v1_mac, 0x0800, ipv4(v1_ip, vtep_ip, 17, udp(1, 53, pattern(30)))));
          }},
         {drop_reason::unknown_dst, [&] { run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_a, udp_frame(mac(2, 0x42, 9, 9, 9, 9), r_mac, r_ip, a_ip))); }},
+        {drop_reason::bum_rate_limited, [&] {
+             config_snapshot cfg = *tw_->tables().config.load();
+             cfg.bum_frames_per_sec = 1;   // burst of 64
+             ASSERT_EQ(tw_->set_config(cfg), 0);
+             for (int i = 0; i < 40; i++)   // 2+ frames out per broadcast: the bucket runs dry
+                 run1(g_c1.port_id, udp_frame(bcast, a_mac, a_ip, ip4(10, 0, 1, 255)));
+             cfg.bum_frames_per_sec = 0;
+             ASSERT_EQ(tw_->set_config(cfg), 0);
+         }},
         {drop_reason::replication_failed, [&] {
              rte_mempool* tiny = make_pool("tiny", 2);
              rte_mbuf* hold[2];
