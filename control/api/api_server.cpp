@@ -239,9 +239,14 @@ asio::awaitable<api_response> api_server::route(const std::string& method, const
             co_return respond(200, out);
         }
         if (!item && method == "POST") {
-            const auto j = parse_body(body, {"name", "subnet", "gateway", "vni", "mtu"});
+            const auto j = parse_body(body, {"name", "subnet", "gateway", "vni", "mtu", "allow_overlap"});
             network_request req{req_string(j, "name"), opt_string(j, "subnet"), opt_string(j, "gateway"),
-                                opt_uint(j, "vni"), opt_uint(j, "mtu")};
+                                opt_uint(j, "vni"), opt_uint(j, "mtu"), false};
+            if (auto it = j.find("allow_overlap"); it != j.end()) {
+                if (!it->is_boolean())
+                    throw api_error(400, "allow_overlap must be true or false");
+                req.allow_overlap = it->get<bool>();
+            }
             const net_meta created = co_await agent_.create_network(std::move(req));
             co_return respond(201, to_json(created));
         }

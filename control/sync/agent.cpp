@@ -263,9 +263,11 @@ asio::awaitable<net_meta> agent::create_network(network_request req) {
         if (present.contains(keys::name(req.name)))
             throw api_error(409, "network \"" + req.name + "\" already exists");
 
+        if (req.allow_overlap && !want_subnet)
+            throw api_error(400, "--allow-overlap needs an explicit --subnet");
         if (want_subnet) {
             for (const auto& [p, owner] : subnets)
-                if (p.overlaps(*want_subnet))
+                if (!req.allow_overlap && p.overlaps(*want_subnet))
                     throw api_error(409, "subnet " + want_subnet->str() + " overlaps " + p.str() + " of network \"" +
                                              owner_name(owner) + "\"");
             m.subnet = *want_subnet;
@@ -308,7 +310,8 @@ asio::awaitable<net_meta> agent::create_network(network_request req) {
         std::vector<txn_op> ops;
         ops.push_back(txn_op::create(keys::name(m.name), m.id));
         ops.push_back(txn_op::create(keys::vni(m.vni), m.id));
-        ops.push_back(txn_op::create(keys::subnet(m.subnet), m.id));
+        if (!req.allow_overlap)
+            ops.push_back(txn_op::create(keys::subnet(m.subnet), m.id));
         ops.push_back(txn_op::create(keys::net_meta(m.id), to_value(m)));
         const txn_result r = co_await store_.txn(std::move(ops));
         if (r.succeeded)

@@ -60,6 +60,10 @@ struct network_request {
     std::optional<std::string> gateway;   ///< default: first host address
     std::optional<uint32_t> vni;          ///< default: lowest free >= 4096
     std::optional<uint32_t> mtu;          ///< default: config default_mtu
+    /// Let the subnet overlap other networks' (isolated by VNI; needs an explicit subnet).
+    /// Such a network claims no subnets/ key, and ordinary networks still refuse to
+    /// overlap it.
+    bool allow_overlap = false;
 };
 
 struct attach_request {

@@ -45,7 +45,7 @@ Options:
   -h, --help         show this help
 
 Commands:
-  network create [--subnet CIDR] [--gateway IP] [--vni N] [--mtu N] NAME
+  network create [--subnet CIDR [--allow-overlap]] [--gateway IP] [--vni N] [--mtu N] NAME
   network ls
   network inspect NAME
   network rm NAME
@@ -118,6 +118,9 @@ struct parsed_args {
     std::vector<std::string> positional;
 };
 
+/// Flags that take no value.
+bool is_switch(const std::string& name) { return name == "--allow-overlap"; }
+
 parsed_args parse(const std::vector<std::string>& args, size_t from, std::initializer_list<const char*> known,
                   const std::string& cmd) {
     parsed_args p;
@@ -135,6 +138,12 @@ parsed_args parse(const std::vector<std::string>& args, size_t from, std::initia
         }
         if (std::none_of(known.begin(), known.end(), [&](const char* k) { return name == k; }))
             throw usage_error("unknown flag " + name + " for \"" + cmd + "\" (see overpass --help)");
+        if (is_switch(name)) {
+            if (value)
+                throw usage_error("flag " + name + " takes no value");
+            p.flags[name.substr(2)] = "true";
+            continue;
+        }
         if (!value) {
             if (i + 1 >= args.size())
                 throw usage_error("flag " + name + " needs a value");
@@ -197,8 +206,10 @@ int network_cmd(client& c, const std::vector<std::string>& args, size_t at, std:
     const std::string sub = args[at];
     const std::string cmd = "network " + sub;
     if (sub == "create") {
-        const auto p = parse(args, at + 1, {"--subnet", "--gateway", "--vni", "--mtu"}, cmd);
+        const auto p = parse(args, at + 1, {"--subnet", "--gateway", "--vni", "--mtu", "--allow-overlap"}, cmd);
         json body{{"name", one_positional(p, cmd, "a network name")}};
+        if (p.flags.contains("allow-overlap"))
+            body["allow_overlap"] = true;
         for (const char* f : {"subnet", "gateway"})
             if (p.flags.contains(f))
                 body[f] = p.flags.at(f);
