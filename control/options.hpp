@@ -24,6 +24,7 @@ struct daemon_options {
     std::string uplink;                  ///< devargs: PCI address or vdev
     std::string store = "file:///var/lib/overpass/store.json";
     std::string api = "/run/overpass/overpass.sock";
+    std::string store_token_file;        ///< consul:// ACL token (else CONSUL_HTTP_TOKEN)
     unsigned workers = 1;
     bool no_huge = false;
     uint16_t vxlan_port = 4789;

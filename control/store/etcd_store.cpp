@@ -2,12 +2,11 @@
 // runs on: control thread
 #include "control/store/etcd_store.hpp"
 
+#include "control/store/http_client.hpp"
 #include "control/store/keys.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <optional>
-#include <random>
 #include <stdexcept>
 #include <string_view>
 
@@ -17,8 +16,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
@@ -32,61 +29,7 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr size_t max_idle_connections = 4;
-constexpr uint64_t max_reply_bytes = 256ull << 20;   // a whole-prefix range of a big cluster
 constexpr std::chrono::seconds min_lease_ttl{2};     // etcd's floor (election timeout based)
-
-// ---- base64 (etcd's JSON gateway carries keys and values as base64) ----
-
-constexpr std::string_view b64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string b64_encode(std::string_view in) {
-    std::string out;
-    out.reserve((in.size() + 2) / 3 * 4);
-    size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        const uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
-        out += b64_alphabet[v >> 18 & 63];
-        out += b64_alphabet[v >> 12 & 63];
-        out += b64_alphabet[v >> 6 & 63];
-        out += b64_alphabet[v & 63];
-    }
-    if (i + 1 == in.size()) {
-        const uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-        out += b64_alphabet[v >> 18 & 63];
-        out += b64_alphabet[v >> 12 & 63];
-        out += "==";
-    } else if (i + 2 == in.size()) {
-        const uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8;
-        out += b64_alphabet[v >> 18 & 63];
-        out += b64_alphabet[v >> 12 & 63];
-        out += b64_alphabet[v >> 6 & 63];
-        out += '=';
-    }
-    return out;
-}
-
-// Throws std::invalid_argument (turned into store_error by the reply parser).
-std::string b64_decode(std::string_view in) {
-    std::string out;
-    out.reserve(in.size() / 4 * 3);
-    uint32_t acc = 0;
-    int bits = 0;
-    for (const char ch : in) {
-        if (ch == '=')
-            break;
-        const size_t pos = b64_alphabet.find(ch);
-        if (pos == std::string_view::npos)
-            throw std::invalid_argument("bad base64");
-        acc = acc << 6 | static_cast<uint32_t>(pos);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>(acc >> bits & 0xff);
-        }
-    }
-    return out;
-}
 
 // ---- proto3 JSON: int64 as strings, zero/false/empty fields omitted ----
 
@@ -141,18 +84,6 @@ std::string prefix_end(std::string prefix) {
     return prefix;
 }
 
-std::string lower_first(std::string s) {
-    if (!s.empty())
-        s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
-    return s;
-}
-
-struct connection {
-    beast::tcp_stream stream;
-    beast::flat_buffer buffer;
-    explicit connection(asio::io_context& io) : stream(io) {}
-};
-
 struct reply {
     unsigned status = 0;
     json body;
@@ -162,19 +93,14 @@ struct reply {
 
 struct etcd_store::core {
     asio::io_context& io;
-    std::string host;
-    uint16_t port;
     std::string ns;      // "" or "<namespace>/"
     etcd_store_options opts;
     std::string where;   // "etcd at HOST:PORT", the head of every error message
-    std::vector<std::unique_ptr<connection>> idle;
-    std::mt19937_64 rng{std::random_device{}()};
+    http_client http;
 
     core(asio::io_context& i, std::string h, uint16_t p, std::string n, etcd_store_options o)
-        : io(i), host(std::move(h)), port(p), ns(std::move(n)), opts(std::move(o)) {
-        const bool v6 = host.find(':') != std::string::npos;
-        where = "etcd at " + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-    }
+        : io(i), ns(std::move(n)), opts(std::move(o)), where("etcd at " + host_port(h, p)),
+          http(i, std::move(h), p, where, opts.request_timeout) {}
 
     std::string full_key(std::string_view key) const { return ns + std::string(key); }
 
@@ -184,18 +110,6 @@ struct etcd_store::core {
             return std::nullopt;
         return key.substr(ns.size());
     }
-
-    store_error transport_error(const std::string& what, const beast::error_code& ec) const {
-        if (ec == beast::error::timeout)
-            return store_error(where + ": no answer within " + std::to_string(opts.request_timeout.count()) +
-                               " ms (" + what + ")");
-        return store_error(where + ": " + lower_first(ec.message()) + " (" + what + ")");
-    }
-
-    std::chrono::milliseconds jitter(std::chrono::milliseconds base) {
-        std::uniform_int_distribution<int64_t> d(base.count() / 2, base.count() * 3 / 2);
-        return std::chrono::milliseconds(d(rng));
-    }
 };
 
 namespace {
@@ -203,88 +117,27 @@ namespace {
 using etcd_core = etcd_store::core;
 using core_ptr = std::shared_ptr<etcd_core>;
 
-asio::awaitable<std::unique_ptr<connection>> open_connection(core_ptr c) {
-    beast::error_code ec;
-    // Name resolution does not honour the tcp_stream deadline: a timer cancels it.
-    auto resolver = std::make_shared<tcp::resolver>(c->io);
-    asio::steady_timer guard(c->io);
-    guard.expires_after(c->opts.request_timeout);
-    guard.async_wait([resolver](const boost::system::error_code& e) {
-        if (!e)
-            resolver->cancel();
-    });
-    const tcp::resolver::results_type results =
-        co_await resolver->async_resolve(c->host, std::to_string(c->port), asio::redirect_error(asio::use_awaitable, ec));
-    guard.cancel();
-    if (ec)
-        throw c->transport_error("resolve", ec);
-    auto conn = std::make_unique<connection>(c->io);
-    conn->stream.expires_after(c->opts.request_timeout);
-    co_await conn->stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-        throw c->transport_error("connect", ec);
-    co_return conn;
-}
-
-http::request<http::string_body> make_request(const etcd_core& c, const std::string& target, std::string body) {
-    http::request<http::string_body> req{http::verb::post, target, 11};
-    req.set(http::field::host, c.host + ":" + std::to_string(c.port));
+http_request make_request(const etcd_core& c, const std::string& target, std::string body) {
+    http_request req = c.http.make_request(http::verb::post, target);
     req.set(http::field::content_type, "application/json");
-    req.keep_alive(true);
     req.body() = std::move(body);
     req.prepare_payload();
     return req;
 }
 
-// One POST on a pooled keep-alive connection. Transport failures throw store_error; a
-// reused connection that the server had closed is retried once on a fresh one.
+// One POST on a pooled keep-alive connection (http_client: deadline, stale-connection
+// retry). Transport failures throw store_error.
 asio::awaitable<reply> post(core_ptr c, std::string target, json body) {
-    const std::string text = body.dump();
-    const std::string what = "POST " + target;
-    for (int attempt = 0;; attempt++) {
-        std::unique_ptr<connection> conn;
-        const bool reused = !c->idle.empty();
-        if (reused) {
-            conn = std::move(c->idle.back());
-            c->idle.pop_back();
-        } else {
-            std::unique_ptr<connection> fresh = co_await open_connection(c);
-            conn = std::move(fresh);
-        }
-        beast::error_code ec;
-        http::request<http::string_body> req = make_request(*c, target, text);
-        conn->stream.expires_after(c->opts.request_timeout);
-        co_await http::async_write(conn->stream, req, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-            if (reused && attempt == 0)
-                continue;
-            throw c->transport_error(what, ec);
-        }
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(max_reply_bytes);
-        co_await http::async_read(conn->stream, conn->buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
-            const bool stale = ec == http::error::end_of_stream || ec == asio::error::eof ||
-                               ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
-            if (reused && attempt == 0 && stale)
-                continue;
-            throw c->transport_error(what, ec);
-        }
-        http::response<http::string_body> res = parser.release();
-        reply r;
-        r.status = res.result_int();
-        try {
-            r.body = json::parse(res.body());
-        } catch (const std::exception& e) {
-            throw store_error(c->where + ": malformed reply to " + what + " (HTTP " + std::to_string(r.status) +
-                              "): " + e.what());
-        }
-        if (res.keep_alive() && c->idle.size() < max_idle_connections) {
-            conn->stream.expires_never();
-            c->idle.push_back(std::move(conn));
-        }
-        co_return r;
+    http_response res = co_await c->http.send(make_request(*c, target, body.dump()));
+    reply r;
+    r.status = res.result_int();
+    try {
+        r.body = json::parse(res.body());
+    } catch (const std::exception& e) {
+        throw store_error(c->where + ": malformed reply to POST " + target + " (HTTP " + std::to_string(r.status) +
+                          "): " + e.what());
     }
+    co_return r;
 }
 
 std::string error_text(const json& body) {
@@ -472,7 +325,7 @@ public:
         std::string prefix;
         watch_callbacks cbs;
         asio::steady_timer timer;
-        std::unique_ptr<connection> conn;   // the current stream
+        std::unique_ptr<http_connection> conn;   // the current stream
         bool cancelled = false;
         bool created = false;               // the current stream was accepted by etcd
         bool reported = false;
@@ -585,30 +438,30 @@ private:
         if (s->cancelled)
             co_return;
 
-        std::unique_ptr<connection> fresh = co_await open_connection(c);
+        std::unique_ptr<http_connection> fresh = co_await c->http.connect();
         if (s->cancelled)
             co_return;
         s->conn = std::move(fresh);
         s->created = false;
         s->pending.clear();
-        connection& conn = *s->conn;
+        http_connection& conn = *s->conn;
 
         json create = range_request(*c, s->prefix);
         create["start_revision"] = std::to_string(snap.revision + 1);
         create["prev_kv"] = true;
         create["progress_notify"] = true;
-        http::request<http::string_body> req = make_request(*c, "/v3/watch", json{{"create_request", create}}.dump());
+        http_request req = make_request(*c, "/v3/watch", json{{"create_request", create}}.dump());
         beast::error_code ec;
         conn.stream.expires_after(c->opts.request_timeout);
         co_await http::async_write(conn.stream, req, asio::redirect_error(asio::use_awaitable, ec));
         if (ec)
-            throw c->transport_error("POST /v3/watch", ec);
+            throw c->http.transport_error("POST /v3/watch", ec);
 
         http::response_parser<http::buffer_body> parser;
         parser.body_limit(boost::none);   // a stream, not a document
         co_await http::async_read_header(conn.stream, conn.buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
         if (ec)
-            throw c->transport_error("POST /v3/watch", ec);
+            throw c->http.transport_error("POST /v3/watch", ec);
         if (parser.get().result_int() != 200)
             throw store_error(c->where + ": POST /v3/watch: HTTP " + std::to_string(parser.get().result_int()));
 
@@ -626,7 +479,7 @@ private:
                 if (ec == beast::error::timeout)
                     throw store_error(c->where + ": watch stream silent for " +
                                       std::to_string(c->opts.watch_idle_timeout.count()) + " ms");
-                throw c->transport_error("watch stream", ec);
+                throw c->http.transport_error("watch stream", ec);
             }
             s->pending.append(chunk.data(), chunk.size() - parser.get().body().size);
             size_t start = 0;
@@ -670,7 +523,7 @@ private:
                 backoff = opts.watch_backoff_min;   // the stream worked: start over gently
             if (!error.empty())
                 report(*s, error);
-            s->timer.expires_after(s->core->jitter(backoff));
+            s->timer.expires_after(s->core->http.jitter(backoff));
             backoff = std::min(backoff * 2, opts.watch_backoff_max);
             boost::system::error_code ec;
             co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -690,57 +543,12 @@ etcd_store::etcd_store(asio::io_context& io, std::string host, uint16_t port, st
 etcd_store::~etcd_store() = default;
 
 std::unique_ptr<etcd_store> etcd_store::from_url(asio::io_context& io, const std::string& url, etcd_store_options opts) {
-    const std::string scheme = "etcd://";
-    const auto bad = [&](const std::string& why) {
-        return std::invalid_argument("invalid store URL \"" + url + "\": " + why +
-                                     " (expected etcd://host:port[/namespace])");
-    };
-    if (!url.starts_with(scheme))
-        throw bad("not an etcd URL");
-    std::string rest = url.substr(scheme.size());
-    const size_t slash = rest.find('/');
-    std::string authority = rest.substr(0, slash);
-    std::string ns = slash == std::string::npos ? std::string{} : rest.substr(slash + 1);
-    while (!ns.empty() && ns.back() == '/')
-        ns.pop_back();
-    if (!ns.empty() && !valid_key(ns))
-        throw bad("the namespace must use [A-Za-z0-9,-_./] without empty components");
-    if (authority.find('?') != std::string::npos || authority.find('@') != std::string::npos)
-        throw bad("no credentials or query allowed");
-    std::string host;
-    std::string port_text;
-    if (authority.starts_with("[")) {   // [v6]:port
-        const size_t close = authority.find(']');
-        if (close == std::string::npos)
-            throw bad("unterminated IPv6 address");
-        host = authority.substr(1, close - 1);
-        if (close + 1 < authority.size()) {
-            if (authority[close + 1] != ':')
-                throw bad("junk after the IPv6 address");
-            port_text = authority.substr(close + 2);
-        }
-    } else {
-        const size_t colon = authority.rfind(':');
-        host = authority.substr(0, colon);
-        if (colon != std::string::npos)
-            port_text = authority.substr(colon + 1);
-    }
-    if (host.empty())
-        throw bad("missing host");
-    unsigned long port = 2379;
-    if (!port_text.empty()) {
-        if (port_text.find_first_not_of("0123456789") != std::string::npos || port_text.size() > 5)
-            throw bad("bad port \"" + port_text + "\"");
-        port = std::stoul(port_text);
-        if (port == 0 || port > 65535)
-            throw bad("bad port \"" + port_text + "\"");
-    }
-    return std::make_unique<etcd_store>(io, host, static_cast<uint16_t>(port), ns, std::move(opts));
+    store_url u = parse_store_url(url, "etcd", 2379, "etcd://host:port[/namespace]");
+    return std::make_unique<etcd_store>(io, std::move(u.host), u.port, std::move(u.prefix), std::move(opts));
 }
 
 std::string etcd_store::url() const {
-    const bool v6 = core_->host.find(':') != std::string::npos;
-    std::string u = "etcd://" + (v6 ? "[" + core_->host + "]" : core_->host) + ":" + std::to_string(core_->port);
+    std::string u = "etcd://" + host_port(core_->http.host(), core_->http.port());
     if (!core_->ns.empty())
         u += "/" + core_->ns.substr(0, core_->ns.size() - 1);
     return u;

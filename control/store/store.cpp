@@ -2,8 +2,12 @@
 // runs on: control thread (make_store: init only)
 #include "control/store/store.hpp"
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 
+#include "control/store/consul_store.hpp"
 #include "control/store/etcd_store.hpp"
 #include "control/store/file_store.hpp"
 
@@ -23,13 +27,40 @@ boost::asio::awaitable<bool> store::remove(std::string key, uint64_t mod_rev) {
     co_return r.succeeded;
 }
 
-std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url) {
+namespace {
+
+// The Consul ACL token: the token file if given, else $CONSUL_HTTP_TOKEN (the variable
+// Consul's own CLI reads), else none.
+std::string consul_token(const store_options& opts) {
+    std::string token;
+    if (!opts.token_file.empty()) {
+        std::ifstream f(opts.token_file);
+        if (!f)
+            throw std::invalid_argument("cannot read the store token file \"" + opts.token_file + "\"");
+        token.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+        if (f.bad())
+            throw std::invalid_argument("cannot read the store token file \"" + opts.token_file + "\"");
+    } else if (const char* env = std::getenv("CONSUL_HTTP_TOKEN"); env != nullptr) {
+        token = env;
+    }
+    const size_t b = token.find_first_not_of(" \t\r\n");
+    token = b == std::string::npos ? std::string{} : token.substr(b, token.find_last_not_of(" \t\r\n") - b + 1);
+    if (token.empty() && !opts.token_file.empty())
+        throw std::invalid_argument("the store token file \"" + opts.token_file + "\" is empty");
+    return token;
+}
+
+} // namespace
+
+std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url, const store_options& opts) {
     const std::string accepted = " (expected file:///path, consul://host:port[/prefix] or etcd://host:port[/prefix])";
     const size_t sep = url.find("://");
     if (sep == std::string::npos || sep == 0)
         throw std::invalid_argument("invalid store URL \"" + url + "\"" + accepted);
     const std::string scheme = url.substr(0, sep);
     const std::string rest = url.substr(sep + 3);
+    if (!opts.token_file.empty() && scheme != "consul" && scheme != "consul+https")
+        throw std::invalid_argument("a store token file applies to consul:// stores only, not \"" + url + "\"");
     if (scheme == "file") {
         if (rest.empty() || rest.front() != '/')
             throw std::invalid_argument("invalid store URL \"" + url +
@@ -40,8 +71,11 @@ std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string
     }
     if (scheme == "etcd")
         return etcd_store::from_url(io, url);
-    if (scheme == "consul" || scheme == "consul+https")
-        throw std::invalid_argument("store backend \"" + scheme + "\" is not implemented yet (use file:///path)");
+    if (scheme == "consul" || scheme == "consul+https") {
+        consul_store_options o;
+        o.token = consul_token(opts);
+        return consul_store::from_url(io, url, std::move(o));
+    }
     throw std::invalid_argument("invalid store URL \"" + url + "\": unknown scheme \"" + scheme + "\"" + accepted);
 }
 

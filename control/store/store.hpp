@@ -128,9 +128,18 @@ public:
     boost::asio::awaitable<bool> remove(std::string key, uint64_t mod_rev = 0);
 };
 
-/// `file:///path/store.json` (default file:///var/lib/overpass/store.json) or
-/// `etcd://HOST[:PORT][/NAMESPACE]`. consul:// throws "not implemented yet"; anything
-/// else throws std::invalid_argument naming the URL and the accepted forms.
-std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url);
+/// What make_store() needs besides the URL.
+struct store_options {
+    /// consul:// only: a file holding the ACL token (surrounding whitespace ignored).
+    /// Empty: $CONSUL_HTTP_TOKEN if set, else no token. Tokens never come from the URL.
+    std::string token_file;
+};
+
+/// `file:///path/store.json` (default file:///var/lib/overpass/store.json),
+/// `etcd://HOST[:PORT][/NAMESPACE]` or `consul://HOST[:PORT][/PREFIX]`. consul+https://
+/// throws "not supported yet"; a token file with another scheme, an unreadable or empty
+/// token file, and anything else throw std::invalid_argument naming the URL (or file) and
+/// the accepted forms.
+std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url, const store_options& opts = {});
 
 } // namespace overpass::ctl

@@ -5,7 +5,9 @@
 //  - file:  a file_store in a temp dir with an injected clock;
 //  - etcd:  a real etcd (/usr/bin/etcd, or $OVERPASS_ETCD) started once per binary on
 //           free loopback ports, on first use, and stopped by PID at exit (data dir removed);
-//  - (next) consul: see all_backends() for where the fake Consul plugs in.
+//  - consul: the in-tree fake Consul (tests/ctl/fake_consul/fake_consul.py, python3),
+//           started once per binary with --port 0 --port-file, stopped by PID at exit.
+//           A pass here is a pass against the fake, not against a real Consul.
 // Each test works under its own key prefix; nothing waits longer than a deadline.
 #include <fcntl.h>
 #include <signal.h>
@@ -41,6 +43,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/store/consul_store.hpp"
 #include "control/store/etcd_store.hpp"
 #include "control/store/file_store.hpp"
 #include "control/store/store.hpp"
@@ -461,20 +464,231 @@ private:
     std::vector<std::unique_ptr<fake_server>> servers_;
 };
 
+// ---------------------------------------------------------------- fake Consul process
+
+// A generic HTTP call on a private io_context (usable from inside callbacks).
+asio::awaitable<void> raw_call_co(asio::io_context& io, uint16_t port, http::verb verb, std::string target,
+                                  std::string body, std::chrono::milliseconds timeout, raw_reply& out) {
+    beast::tcp_stream s(io);
+    s.expires_after(timeout);
+    co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
+    http::request<http::string_body> req{verb, target, 11};
+    req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+    req.body() = std::move(body);
+    req.prepare_payload();
+    co_await http::async_write(s, req, asio::use_awaitable);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    co_await http::async_read(s, buf, res, asio::use_awaitable);
+    out.status = res.result_int();
+    out.body = res.body();
+}
+
+raw_reply raw_call(uint16_t port, http::verb verb, const std::string& target, const std::string& body = {}) {
+    asio::io_context io;
+    raw_reply out;
+    std::exception_ptr err;
+    asio::co_spawn(io, raw_call_co(io, port, verb, target, body, 3s, out), [&](std::exception_ptr e) { err = e; });
+    io.run();
+    if (err)
+        std::rethrow_exception(err);
+    return out;
+}
+
+// tests/ctl/fake_consul/fake_consul.py as a child process: started with --port 0 and a
+// port file (waited for, bounded), stopped by PID. Its /_fake/ admin endpoints move the
+// clock and inject faults. It is a fake: passing against it is not a test against Consul.
+class fake_consul_process {
+public:
+    fake_consul_process() = default;
+    fake_consul_process(const fake_consul_process&) = delete;
+    fake_consul_process& operator=(const fake_consul_process&) = delete;
+    ~fake_consul_process() { stop(); }
+
+    /// Starts the fake if needed. Returns an error text, empty when it is up.
+    const std::string& ensure_started(const std::string& token = {}) {
+        if (pid_ < 0 && error_.empty())
+            error_ = try_start(token);
+        return error_;
+    }
+    uint16_t port() const { return port_; }
+
+    void stop() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            const auto deadline = std::chrono::steady_clock::now() + 5s;
+            int status = 0;
+            while (::waitpid(pid_, &status, WNOHANG) == 0) {
+                if (std::chrono::steady_clock::now() >= deadline) {
+                    ::kill(pid_, SIGKILL);
+                    ::waitpid(pid_, &status, 0);
+                    break;
+                }
+                std::this_thread::sleep_for(10ms);
+            }
+            pid_ = -1;
+        }
+        if (!dir_.empty()) {
+            std::error_code ec;
+            std::filesystem::remove_all(dir_, ec);
+            dir_.clear();
+        }
+    }
+
+    // ---- admin endpoints ----
+    void admin(const std::string& path, const json& body = json::object()) const {
+        const raw_reply r = raw_call(port_, http::verb::post, path, body.dump());
+        if (r.status != 200)
+            throw std::runtime_error("fake Consul " + path + ": HTTP " + std::to_string(r.status) + ": " + r.body);
+    }
+    void advance(double seconds) const { admin("/_fake/clock/advance", json{{"seconds", seconds}}); }
+    void fault(const json& spec) const { admin("/_fake/fault", spec); }
+    /// The request log (method, path with query, status, token_source).
+    json requests() const {
+        const raw_reply r = raw_call(port_, http::verb::get, "/_fake/requests");
+        if (r.status != 200)
+            throw std::runtime_error("fake Consul /_fake/requests: HTTP " + std::to_string(r.status));
+        return json::parse(r.body);
+    }
+
+private:
+    std::string try_start(const std::string& token) {
+        const std::string script = std::string(OVERPASS_SOURCE_DIR) + "/tests/ctl/fake_consul/fake_consul.py";
+        if (::access(script.c_str(), R_OK) != 0)
+            return "fake Consul not found at " + script;
+        std::string tmpl = (std::filesystem::temp_directory_path() / "overpass-ctl-consul-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr)
+            return "mkdtemp failed";
+        dir_ = tmpl;
+        const std::string port_file = dir_ + "/port";
+        std::vector<std::string> args{"python3", script, "--port", "0", "--port-file", port_file, "--no-jitter"};
+        if (!token.empty()) {
+            args.push_back("--token");
+            args.push_back(token);
+        }
+        const std::string log = dir_ + "/fake.log";
+        const pid_t pid = ::fork();
+        if (pid < 0)
+            return "fork failed";
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);   // no orphan if the test binary dies
+            const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                ::dup2(fd, 1);
+                ::dup2(fd, 2);
+            }
+            std::vector<char*> argv;
+            for (auto& a : args)
+                argv.push_back(a.data());
+            argv.push_back(nullptr);
+            ::execvp("python3", argv.data());
+            ::_exit(127);
+        }
+        pid_ = pid;
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                std::ifstream f(log);
+                std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+                stop();
+                return "fake Consul exited during start-up: " + text.substr(0, 2000);
+            }
+            std::ifstream f(port_file);   // written atomically (rename) by the fake
+            unsigned p = 0;
+            if (f >> p && p > 0 && p < 65536) {
+                port_ = static_cast<uint16_t>(p);
+                return {};
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        stop();
+        return "fake Consul did not write its port file within 10 s";
+    }
+
+    std::string error_;
+    pid_t pid_ = -1;
+    std::string dir_;
+    uint16_t port_ = 0;
+};
+
+// The contract suite's fake Consul: one per binary, started on first use.
+fake_consul_process& shared_fake_consul() {
+    static fake_consul_process p;
+    return p;
+}
+
+struct fake_consul_environment : ::testing::Environment {
+    void TearDown() override { shared_fake_consul().stop(); }
+};
+[[maybe_unused]] ::testing::Environment* const fake_consul_env =
+    ::testing::AddGlobalTestEnvironment(new fake_consul_environment);
+
+/// Options for tests: a fast token bucket and back-off so the contract's timing holds.
+consul_store_options quick_consul_options() {
+    consul_store_options o;
+    o.watch_refill = 20ms;
+    o.watch_backoff_min = 50ms;
+    o.watch_backoff_max = 1s;
+    return o;
+}
+
+class consul_backend final : public backend {
+public:
+    // Every contract test goes through a URL prefix, so the prepend/strip path is
+    // exercised everywhere.
+    static constexpr const char* ns = "contract";
+
+    std::string unavailable() override { return shared_fake_consul().ensure_started(); }
+    uint16_t port() const { return shared_fake_consul().port(); }
+
+    std::unique_ptr<store> open(asio::io_context& io) override {
+        return std::make_unique<consul_store>(io, "127.0.0.1", port(), ns, quick_consul_options());
+    }
+    std::unique_ptr<store> open_unrenewed(asio::io_context& io) override {
+        consul_store_options o = quick_consul_options();
+        o.renew_sessions = false;
+        return std::make_unique<consul_store>(io, "127.0.0.1", port(), ns, o);
+    }
+    // Consul raises TTLs below 10 s to 10 s and expires sessions at 2 x TTL: move the
+    // fake's clock past that for any handle of TTL < d.
+    void advance(std::chrono::seconds d) override {
+        shared_fake_consul().advance(2.0 * static_cast<double>(std::max<int64_t>(d.count(), 10)) + 1.0);
+    }
+    std::chrono::milliseconds expiry_bound(std::chrono::seconds) override { return 2s; }
+    void revoke(asio::io_context&, const liveness& l) override {
+        shared_fake_consul().admin("/_fake/session/invalidate", json{{"id", l.id()}});
+    }
+    std::vector<std::unique_ptr<store>> broken(asio::io_context& io) override {
+        servers_.push_back(std::make_unique<fake_server>(
+            io, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\nnot json!", false));
+        servers_.push_back(std::make_unique<fake_server>(io, std::string("\x00\xff garbage\r\n\r\n\x01", 16), false));
+        servers_.push_back(std::make_unique<fake_server>(io, "", true));   // accepts, never answers
+        consul_store_options o;
+        o.request_timeout = 300ms;
+        std::vector<std::unique_ptr<store>> out;
+        out.push_back(std::make_unique<consul_store>(io, "127.0.0.1", free_port(), "", o));   // closed port
+        for (const auto& s : servers_)
+            out.push_back(std::make_unique<consul_store>(io, "127.0.0.1", s->port(), "", o));
+        return out;
+    }
+
+private:
+    std::vector<std::unique_ptr<fake_server>> servers_;
+};
+
 struct backend_param {
     std::string name;
     std::function<std::unique_ptr<backend>()> make;
 };
 
-// Add a backend here. The fake Consul (tests/ctl/fake_consul/fake_consul.py) plugs in as
-//   {"consul", [] { return std::make_unique<consul_backend>(); }}
-// where consul_backend starts the fake once per binary (like etcd_server: free port,
-// kill by PID at exit), opens consul_store instances on it, implements advance() with
-// the fake's clock/fault endpoint and revoke() with PUT /v1/session/destroy/<id>.
+// Add a backend here. "consul" runs against the in-tree fake Consul, not a real one.
 std::vector<backend_param> all_backends() {
     return {
         {"file", [] { return std::make_unique<file_backend>(); }},
         {"etcd", [] { return std::make_unique<etcd_backend>(); }},
+        {"consul", [] { return std::make_unique<consul_backend>(); }},
     };
 }
 
@@ -898,6 +1112,388 @@ TEST(etcd_url, make_store_parses_etcd_urls) {
     EXPECT_THROW(make_store(io, "etcd://h:12x"), std::invalid_argument);
     EXPECT_THROW(make_store(io, "etcd://h:1/bad ns"), std::invalid_argument);
     EXPECT_THROW(make_store(io, "etcd://user:pw@h:1"), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- consul only
+//
+// Against a fresh fake Consul per test (so injected faults cannot leak into another
+// test's requests). These exercise the blocking-query rules, faults and ACLs; they are
+// tests against the in-tree fake, not against a real Consul.
+
+class consul_only : public ::testing::Test {
+protected:
+    void SetUp() override { start(); }
+
+    void start(const std::string& token = {}) {
+        fake = std::make_unique<fake_consul_process>();
+        const std::string why = fake->ensure_started(token);
+        ASSERT_TRUE(why.empty()) << why;
+        p = "co/" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + "/";
+    }
+
+    std::unique_ptr<consul_store> open(consul_store_options o = quick_consul_options()) {
+        return std::make_unique<consul_store>(io, "127.0.0.1", fake->port(), "", std::move(o));
+    }
+
+    // Blocking-query GETs of the watch on `prefix` in the fake's request log.
+    std::vector<std::string> watch_gets(const std::string& prefix) {
+        std::vector<std::string> out;
+        for (const json& r : fake->requests()) {
+            const std::string path = r["path"].get<std::string>();
+            if (r["method"] == "GET" && path.starts_with("/v1/kv/" + prefix + "?recurse"))
+                out.push_back(path);
+        }
+        return out;
+    }
+
+    asio::io_context io;
+    std::unique_ptr<fake_consul_process> fake;
+    std::string p;
+};
+
+TEST_F(consul_only, index_going_backwards_delivers_a_fresh_snapshot) {
+    auto s = open();
+    ASSERT_TRUE(run(io, s->create(p + "k0", "v0")));
+    watch_log log;
+    log.strip = p;
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    // Acts on the next blocking query, i.e. the one after the change below.
+    fake->fault(json{{"index_backwards", true}});
+    ASSERT_TRUE(run(io, s->create(p + "k1", "v1")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 3; })) << ::testing::PrintToString(log.lines);
+    run_for(io, 200ms);
+    EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 1", "put k1=v1", "snapshot 2"}));
+    ASSERT_EQ(log.revisions.size(), 3u);
+    EXPECT_LT(log.revisions[2], log.revisions[1]) << "the resync carries the (lower) index Consul answered";
+    EXPECT_EQ(keys_of(log.snapshots[1]), (std::vector<std::string>{p + "k0", p + "k1"}));
+    // After the reset the next query goes without index, then blocking resumes.
+    bool saw_reset = false;
+    for (const auto& g : watch_gets(p))
+        saw_reset = saw_reset || g == "/v1/kv/" + p + "?recurse";
+    EXPECT_TRUE(saw_reset);
+    ASSERT_TRUE(run(io, s->create(p + "k2", "v2")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 4; }));
+    EXPECT_EQ(log.lines.back(), "put k2=v2");
+    EXPECT_TRUE(log.errors.empty()) << log.errors.front();
+}
+
+TEST_F(consul_only, index_zero_is_treated_as_one) {
+    auto s = open();
+    // A write elsewhere moves the real index past 1, so waiting on 1 returns at once.
+    ASSERT_TRUE(run(io, s->create("co/elsewhere/" + p + "x", "1")));
+    fake->fault(json{{"index_zero", true}});   // the first answer says X-Consul-Index: 0
+    watch_log log;
+    log.strip = p;
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    run_for(io, 300ms);
+    EXPECT_EQ(log.lines, std::vector<std::string>{"snapshot 0"});
+    EXPECT_EQ(log.revisions.at(0), 1u);
+    const auto gets = watch_gets(p);
+    ASSERT_GE(gets.size(), 2u);
+    EXPECT_NE(gets[1].find("&index=1&"), std::string::npos) << gets[1];
+    EXPECT_LE(gets.size(), 4u) << "no busy loop on index 0";
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
+    EXPECT_EQ(log.lines.back(), "put a=1");
+}
+
+TEST_F(consul_only, spurious_wakeups_produce_no_callback) {
+    auto s = open();
+    watch_log log;
+    log.strip = p;
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    fake->fault(json{{"spurious_wakeup", 3}});
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
+    run_for(io, 300ms);   // the three spurious answers and their queries
+    // An unrelated write elsewhere, and a clock jump that ends the current wait early.
+    ASSERT_TRUE(run(io, s->create("co/elsewhere/" + p + "x", "1")));
+    fake->advance(120);
+    run_for(io, 400ms);
+    EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 0", "put a=1"}));
+    const auto gets = watch_gets(p);
+    EXPECT_GE(gets.size(), 6u) << "three spurious answers and a timeout were each followed by a new query: "
+                               << ::testing::PrintToString(gets);
+    ASSERT_TRUE(run(io, s->remove(p + "a")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 3; }));
+    EXPECT_EQ(log.lines.back(), "del a");
+    EXPECT_TRUE(log.errors.empty()) << log.errors.front();
+}
+
+TEST_F(consul_only, server_errors_back_off_then_recover) {
+    consul_store_options o = quick_consul_options();
+    o.watch_backoff_min = 100ms;
+    o.error_report_interval = 0ms;   // see every error
+    auto s = open(o);
+    fake->fault(json{{"status", 500}, {"body", "rpc error: boom"}, {"count", 2}, {"path", "/v1/kv/"}});
+    fake->fault(json{{"preset", "no_leader"}, {"count", 2}, {"path", "/v1/kv/"}});
+    // Plain calls surface the server's words.
+    try {
+        run(io, s->list(p));
+        ADD_FAILURE() << "no error";
+    } catch (const store_error& e) {
+        EXPECT_NE(std::string(e.what()).find("consul at 127.0.0.1:" + std::to_string(fake->port())), std::string::npos)
+            << e.what();
+        EXPECT_NE(std::string(e.what()).find("HTTP 500"), std::string::npos) << e.what();
+    }
+    watch_log log;
+    log.strip = p;
+    const auto start = std::chrono::steady_clock::now();
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.snapshots.size() == 1; }, 10s)) << ::testing::PrintToString(log.errors);
+    const auto took = std::chrono::steady_clock::now() - start;
+    ASSERT_EQ(log.errors.size(), 3u) << ::testing::PrintToString(log.errors);
+    EXPECT_NE(log.errors[2].find("No cluster leader"), std::string::npos) << log.errors[2];
+    // Back-off bases 100, 200, 400 ms with jitter [1/2, 3/2]: at least 350 ms in total.
+    EXPECT_GE(took, 350ms);
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
+    EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 0", "put a=1"}));
+}
+
+TEST_F(consul_only, connection_reset_mid_body_recovers) {
+    auto s = open();
+    ASSERT_TRUE(run(io, s->create(p + "0", "zero")));
+    // A plain read cut mid-body is an error, never a truncated listing.
+    fake->fault(json{{"reset_mid_body", 1}, {"path", "/v1/kv/"}});
+    EXPECT_THROW(run(io, s->list(p)), store_error);
+    watch_log log;
+    log.strip = p;
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    fake->fault(json{{"reset_mid_body", 1}, {"path", "/v1/kv/"}});
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));   // wakes the pending query (no fault)
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
+    ASSERT_TRUE(run(io, s->create(p + "b", "2")));   // this answer is cut mid-body
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 3; }, 5s)) << ::testing::PrintToString(log.lines);
+    EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 1", "put a=1", "put b=2"}));
+    EXPECT_EQ(log.errors.size(), 1u);
+}
+
+TEST_F(consul_only, slow_answers_within_the_timeout_work) {
+    consul_store_options o = quick_consul_options();
+    o.request_timeout = 1500ms;
+    auto s = open(o);
+    fake->fault(json{{"delay_ms", 500}, {"count", 2}});
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));
+    EXPECT_EQ(run(io, s->list(p)).items.size(), 1u);
+    fake->fault(json{{"delay_ms", 2500}});
+    try {
+        run(io, s->list(p));
+        ADD_FAILURE() << "no timeout";
+    } catch (const store_error& e) {
+        EXPECT_NE(std::string(e.what()).find("no answer within 1500 ms"), std::string::npos) << e.what();
+    }
+    // The watch's blocking query may take its whole wait: the read deadline covers it.
+    o.watch_wait = 1s;
+    o.watch_timeout_margin = 500ms;
+    auto ws = open(o);
+    watch_log log;
+    log.strip = p;
+    auto w = ws->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }, 5s));
+    run_for(io, 2500ms);   // two or three full waits, each answered at wait's end
+    EXPECT_TRUE(log.errors.empty()) << log.errors.front();
+    ASSERT_TRUE(run(io, s->create(p + "b", "2")));
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
+}
+
+TEST_F(consul_only, watch_rate_limits_a_storm_of_changes) {
+    consul_store_options o = quick_consul_options();
+    o.watch_burst = 2;
+    o.watch_refill = 400ms;
+    auto s = open(o);
+    watch_log log;
+    log.strip = p;
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    const size_t before = watch_gets(p).size();
+    auto writer = open();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 30; i++) {
+        ASSERT_TRUE(run(io, writer->create(p + "k" + std::to_string(i), "v")));
+        run_for(io, 40ms);
+    }
+    const auto took = std::chrono::steady_clock::now() - start;
+    const size_t queries = watch_gets(p).size() - before;
+    // One token per 400 ms plus at most one left over: far fewer queries than changes.
+    const auto allowed = 2 + std::chrono::duration_cast<std::chrono::milliseconds>(took).count() / 400 + 1;
+    EXPECT_LE(static_cast<long>(queries), allowed) << "queries=" << queries;
+    ASSERT_TRUE(eventually(io, [&] {
+        size_t puts = 0;
+        for (const auto& l : log.lines)
+            puts += l.starts_with("put ");
+        return puts == 30;
+    }, 5s)) << ::testing::PrintToString(log.lines);
+    EXPECT_EQ(log.snapshots.size(), 1u);
+}
+
+TEST_F(consul_only, acl_token_is_sent_and_missing_token_is_a_clear_error) {
+    fake->stop();
+    start("s3cret-token");
+    consul_store_options good = quick_consul_options();
+    good.token = "s3cret-token";
+    auto s = open(good);
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));
+    EXPECT_EQ(run(io, s->list(p)).items.size(), 1u);
+    auto lease = run(io, s->open_liveness("h", 10s));
+    ASSERT_TRUE(run(io, s->create(p + "eph", "x", lease.get())));
+    run(io, lease->release());
+
+    // No token: writes and sessions fail and say why ...
+    auto anon = open();
+    try {
+        run(io, anon->create(p + "b", "2"));
+        ADD_FAILURE() << "anonymous create succeeded";
+    } catch (const store_error& e) {
+        EXPECT_NE(std::string(e.what()).find("Permission denied"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("no ACL token configured"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(run(io, anon->remove(p + "a")), store_error);
+    EXPECT_THROW(run(io, anon->open_liveness("h", 10s)), store_error);
+    // ... but Consul filters listings instead of refusing them: an empty prefix.
+    EXPECT_TRUE(run(io, anon->list(p)).items.empty());
+
+    // A wrong token is refused outright.
+    consul_store_options bad = quick_consul_options();
+    bad.token = "wrong";
+    auto wrong = open(bad);
+    try {
+        run(io, wrong->list(p));
+        ADD_FAILURE() << "wrong token accepted";
+    } catch (const store_error& e) {
+        EXPECT_NE(std::string(e.what()).find("HTTP 403: ACL not found"), std::string::npos) << e.what();
+    }
+
+    // make_store: token file, then $CONSUL_HTTP_TOKEN; always as a header, never a query.
+    temp_dir dir;
+    const std::string file = (dir.path / "token").string();
+    std::ofstream(file) << "s3cret-token\n";
+    const std::string url = "consul://127.0.0.1:" + std::to_string(fake->port());
+    store_options so;
+    so.token_file = file;
+    EXPECT_EQ(keys_of(run(io, make_store(io, url, so)->list(p))), std::vector<std::string>{p + "a"});
+    ::setenv("CONSUL_HTTP_TOKEN", "s3cret-token", 1);
+    auto from_env = make_store(io, url);
+    ::unsetenv("CONSUL_HTTP_TOKEN");
+    EXPECT_EQ(keys_of(run(io, from_env->list(p))), std::vector<std::string>{p + "a"});
+    for (const json& r : fake->requests())
+        EXPECT_NE(r["token_source"], "query") << r.dump();
+}
+
+TEST_F(consul_only, session_renew_404_means_lost) {
+    auto s = open();
+    auto lease = run(io, s->open_liveness("h", 10s));
+    int lost = 0;
+    lease->on_lost([&] { lost++; });
+    EXPECT_TRUE(run(io, lease->renew()));
+    fake->admin("/_fake/session/invalidate", json{{"id", lease->id()}});
+    EXPECT_FALSE(run(io, lease->renew()));
+    EXPECT_FALSE(run(io, lease->renew()));
+    EXPECT_FALSE(lease->alive());
+    EXPECT_EQ(lost, 1);
+    EXPECT_THROW(run(io, s->create(p + "e", "x", lease.get())), store_error);
+
+    // A larger TTL from the server is accepted (renewals continue to work).
+    auto other = run(io, s->open_liveness("h2", 10s));
+    fake->fault(json{{"renew_ttl", "60s"}});
+    EXPECT_TRUE(run(io, other->renew()));
+    EXPECT_TRUE(other->alive());
+    run(io, other->release());
+}
+
+TEST_F(consul_only, behavior_delete_removes_keys_after_twice_the_ttl) {
+    consul_store_options o = quick_consul_options();
+    o.renew_sessions = false;
+    o.lock_delay = 3s;
+    auto s = open(o);
+    auto lease = run(io, s->open_liveness("h", 10s));
+    ASSERT_TRUE(run(io, s->create(p + "eph", "x", lease.get())));
+    ASSERT_TRUE(run(io, s->create(p + "keep", "y")));
+    fake->advance(15);   // past the TTL, within 2 x TTL: Consul may still keep it
+    EXPECT_EQ(run(io, s->list(p)).items.size(), 2u);
+    fake->advance(6);    // past 2 x TTL
+    EXPECT_EQ(keys_of(run(io, s->list(p))), std::vector<std::string>{p + "keep"});
+    EXPECT_FALSE(run(io, lease->renew()));
+
+    // Lock-delay: the key cannot be claimed again right away; that is a failed create.
+    auto again = run(io, s->open_liveness("h", 10s));
+    std::vector<txn_op> claim{txn_op::create(p + "eph", "z", again.get())};
+    const txn_result r = run(io, s->txn(claim));
+    EXPECT_FALSE(r.succeeded);
+    EXPECT_EQ(r.failed_key, p + "eph");
+    fake->advance(4);
+    EXPECT_TRUE(run(io, s->txn(claim)).succeeded);
+    run(io, again->release());
+}
+
+TEST_F(consul_only, keys_and_transactions_are_validated_before_sending) {
+    auto s = open();
+    const auto api_requests = [&] {
+        size_t n = 0;
+        for (const json& r : fake->requests())
+            n += r["path"].get<std::string>().starts_with("/v1/");
+        return n;
+    };
+    const size_t before = api_requests();
+    for (const std::string bad : {"a b", "/lead", "x/../y", "mac:01", "caf\xc3\xa9", "a//b", "tab\t"})
+        EXPECT_THROW(run(io, s->create(p + bad, "v")), std::invalid_argument) << bad;
+    EXPECT_THROW(run(io, s->create("/abs", "v")), std::invalid_argument);
+    EXPECT_THROW(run(io, s->list("bad prefix")), std::invalid_argument);
+    EXPECT_THROW(s->watch("x:y/", watch_log{}.callbacks()), std::invalid_argument);
+    std::vector<txn_op> big;
+    for (int i = 0; i < 65; i++)
+        big.push_back(txn_op::create(p + "n" + std::to_string(i), "v"));
+    EXPECT_THROW(run(io, s->txn(big)), std::invalid_argument);
+    EXPECT_EQ(api_requests(), before) << "nothing invalid reaches the server";
+    big.pop_back();
+    EXPECT_TRUE(run(io, s->txn(big)).succeeded) << "64 operations are allowed";
+    auto lease = run(io, s->open_liveness("h", 10s));
+    std::vector<txn_op> eph;
+    for (int i = 0; i < 33; i++)   // two Consul ops each
+        eph.push_back(txn_op::create(p + "e" + std::to_string(i), "v", lease.get()));
+    EXPECT_THROW(run(io, s->txn(eph)), std::invalid_argument);
+    run(io, lease->release());
+}
+
+TEST(consul_url, make_store_parses_consul_urls) {
+    asio::io_context io;
+    EXPECT_EQ(make_store(io, "consul://10.1.2.3:8500")->url(), "consul://10.1.2.3:8500");
+    EXPECT_EQ(make_store(io, "consul://10.1.2.3")->url(), "consul://10.1.2.3:8500");
+    EXPECT_EQ(make_store(io, "consul://store.example:1234/a/b/")->url(), "consul://store.example:1234/a/b");
+    EXPECT_EQ(make_store(io, "consul://[::1]:8500/ns")->url(), "consul://[::1]:8500/ns");
+    EXPECT_THROW(make_store(io, "consul://:8500"), std::invalid_argument);
+    EXPECT_THROW(make_store(io, "consul://h:1/bad ns"), std::invalid_argument);
+    EXPECT_THROW(make_store(io, "consul://user:pw@h:1"), std::invalid_argument);
+    EXPECT_THROW(make_store(io, "consul://h:1?token=abc"), std::invalid_argument);
+    EXPECT_THROW(make_store(io, "consul://h:1/p?token=abc"), std::invalid_argument);
+    try {
+        make_store(io, "consul+https://h:8501");
+        ADD_FAILURE() << "consul+https accepted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("not supported yet"), std::string::npos) << e.what();
+    }
+    store_options so;
+    so.token_file = "/nonexistent/overpass-token";
+    EXPECT_THROW(make_store(io, "consul://h:1", so), std::invalid_argument);
+    EXPECT_THROW(make_store(io, "etcd://h:1", so), std::invalid_argument) << "a token file with etcd is a mistake";
+}
+
+TEST(consul_errors, errors_name_the_server_and_the_cause) {
+    asio::io_context io;
+    const uint16_t closed = free_port();
+    auto s = make_store(io, "consul://127.0.0.1:" + std::to_string(closed) + "/x");
+    try {
+        run(io, s->list("a/"));
+        FAIL() << "no error";
+    } catch (const store_error& e) {
+        const std::string msg = e.what();
+        EXPECT_NE(msg.find("consul at 127.0.0.1:" + std::to_string(closed) + ": connection refused"), std::string::npos)
+            << msg;
+    }
 }
 
 } // namespace

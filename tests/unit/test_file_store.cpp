@@ -216,7 +216,8 @@ TEST(make_store, parses_urls) {
         }
         return std::string("no error");
     };
-    EXPECT_NE(message("consul://127.0.0.1:8500/overpass").find("not implemented yet"), std::string::npos);
+    EXPECT_EQ(message("consul://127.0.0.1:8500/overpass"), "no error");   // connects lazily
+    EXPECT_NE(message("consul://127.0.0.1:8500/p?token=secret").find("token"), std::string::npos);
     EXPECT_EQ(message("etcd://127.0.0.1:2379"), "no error");   // connects lazily
     EXPECT_NE(message("etcd://user:pw@127.0.0.1:2379").find("etcd"), std::string::npos);
     EXPECT_NE(message("store.json").find("invalid store URL"), std::string::npos);

@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: control thread
+#include "control/store/http_client.hpp"
+
+#include <cctype>
+#include <stdexcept>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "control/store/keys.hpp"
+
+namespace overpass::ctl {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// ---- base64 ----
+
+namespace {
+
+constexpr std::string_view b64_alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string lower_first(std::string s) {
+    if (!s.empty())
+        s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+    return s;
+}
+
+} // namespace
+
+std::string b64_encode(std::string_view in) {
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+        const uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
+        out += b64_alphabet[v >> 18 & 63];
+        out += b64_alphabet[v >> 12 & 63];
+        out += b64_alphabet[v >> 6 & 63];
+        out += b64_alphabet[v & 63];
+    }
+    if (i + 1 == in.size()) {
+        const uint32_t v = uint32_t(uint8_t(in[i])) << 16;
+        out += b64_alphabet[v >> 18 & 63];
+        out += b64_alphabet[v >> 12 & 63];
+        out += "==";
+    } else if (i + 2 == in.size()) {
+        const uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8;
+        out += b64_alphabet[v >> 18 & 63];
+        out += b64_alphabet[v >> 12 & 63];
+        out += b64_alphabet[v >> 6 & 63];
+        out += '=';
+    }
+    return out;
+}
+
+std::string b64_decode(std::string_view in) {
+    std::string out;
+    out.reserve(in.size() / 4 * 3);
+    uint32_t acc = 0;
+    int bits = 0;
+    for (const char ch : in) {
+        if (ch == '=')
+            break;
+        const size_t pos = b64_alphabet.find(ch);
+        if (pos == std::string_view::npos)
+            throw std::invalid_argument("bad base64");
+        acc = acc << 6 | static_cast<uint32_t>(pos);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>(acc >> bits & 0xff);
+        }
+    }
+    return out;
+}
+
+// ---- URLs ----
+
+std::string host_port(const std::string& host, uint16_t port) {
+    const bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+store_url parse_store_url(const std::string& url, std::string_view scheme, uint16_t default_port,
+                          const std::string& expected) {
+    const auto bad = [&](const std::string& why) {
+        return std::invalid_argument("invalid store URL \"" + url + "\": " + why + " (expected " + expected + ")");
+    };
+    const std::string head = std::string(scheme) + "://";
+    if (!url.starts_with(head))
+        throw bad("not a " + std::string(scheme) + " URL");
+    const std::string rest = url.substr(head.size());
+    if (rest.find('?') != std::string::npos || rest.find('#') != std::string::npos)
+        throw bad("no query allowed (a token belongs in a token file or the environment, never in the URL)");
+    const size_t slash = rest.find('/');
+    const std::string authority = rest.substr(0, slash);
+    if (authority.find('@') != std::string::npos)
+        throw bad("no credentials allowed in the URL");
+    store_url out;
+    out.prefix = slash == std::string::npos ? std::string{} : rest.substr(slash + 1);
+    while (!out.prefix.empty() && out.prefix.back() == '/')
+        out.prefix.pop_back();
+    if (!out.prefix.empty() && !valid_key(out.prefix))
+        throw bad("the prefix must use [A-Za-z0-9,-_./] without empty components");
+    std::string port_text;
+    if (authority.starts_with("[")) {   // [v6]:port
+        const size_t close = authority.find(']');
+        if (close == std::string::npos)
+            throw bad("unterminated IPv6 address");
+        out.host = authority.substr(1, close - 1);
+        if (close + 1 < authority.size()) {
+            if (authority[close + 1] != ':')
+                throw bad("junk after the IPv6 address");
+            port_text = authority.substr(close + 2);
+        }
+    } else {
+        const size_t colon = authority.rfind(':');
+        out.host = authority.substr(0, colon);
+        if (colon != std::string::npos)
+            port_text = authority.substr(colon + 1);
+    }
+    if (out.host.empty())
+        throw bad("missing host");
+    unsigned long port = default_port;
+    if (!port_text.empty()) {
+        if (port_text.find_first_not_of("0123456789") != std::string::npos || port_text.size() > 5)
+            throw bad("bad port \"" + port_text + "\"");
+        port = std::stoul(port_text);
+        if (port == 0 || port > 65535)
+            throw bad("bad port \"" + port_text + "\"");
+    }
+    out.port = static_cast<uint16_t>(port);
+    return out;
+}
+
+// ---- http_client ----
+
+http_client::http_client(asio::io_context& io, std::string host, uint16_t port, std::string where,
+                         std::chrono::milliseconds request_timeout)
+    : io_(io), host_(std::move(host)), port_(port), where_(std::move(where)), request_timeout_(request_timeout) {}
+
+store_error http_client::transport_error(const std::string& what, const beast::error_code& ec,
+                                         std::chrono::milliseconds timeout) const {
+    if (ec == beast::error::timeout) {
+        const auto t = timeout.count() > 0 ? timeout : request_timeout_;
+        return store_error(where_ + ": no answer within " + std::to_string(t.count()) + " ms (" + what + ")");
+    }
+    return store_error(where_ + ": " + lower_first(ec.message()) + " (" + what + ")");
+}
+
+std::chrono::milliseconds http_client::jitter(std::chrono::milliseconds base) {
+    std::uniform_int_distribution<int64_t> d(base.count() / 2, base.count() * 3 / 2);
+    return std::chrono::milliseconds(d(rng_));
+}
+
+http_request http_client::make_request(http::verb verb, std::string target) const {
+    http_request req{verb, std::move(target), 11};
+    req.set(http::field::host, host_port(host_, port_));
+    req.keep_alive(true);
+    return req;
+}
+
+asio::awaitable<std::unique_ptr<http_connection>> http_client::connect() {
+    beast::error_code ec;
+    // Name resolution does not honour the tcp_stream deadline: a timer cancels it.
+    auto resolver = std::make_shared<tcp::resolver>(io_);
+    asio::steady_timer guard(io_);
+    guard.expires_after(request_timeout_);
+    guard.async_wait([resolver](const boost::system::error_code& e) {
+        if (!e)
+            resolver->cancel();
+    });
+    const tcp::resolver::results_type results =
+        co_await resolver->async_resolve(host_, std::to_string(port_), asio::redirect_error(asio::use_awaitable, ec));
+    guard.cancel();
+    if (ec)
+        throw transport_error("resolve", ec);
+    auto conn = std::make_unique<http_connection>(io_);
+    conn->stream.expires_after(request_timeout_);
+    co_await conn->stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+        throw transport_error("connect", ec);
+    co_return conn;
+}
+
+namespace {
+
+// A reused keep-alive connection that the server closed in the meantime fails like this.
+bool stale_connection(const beast::error_code& ec) {
+    return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::error::broken_pipe;
+}
+
+std::string describe(const http_request& req) {
+    std::string target(req.target());
+    const size_t q = target.find('?');
+    return std::string(req.method_string()) + " " + target.substr(0, q);
+}
+
+} // namespace
+
+asio::awaitable<http_response> http_client::exchange(http_connection& conn, http_request& req,
+                                                     std::chrono::milliseconds timeout, uint64_t body_limit) {
+    const auto t = timeout.count() > 0 ? timeout : request_timeout_;
+    beast::error_code ec;
+    req.prepare_payload();
+    conn.stream.expires_after(t);
+    co_await http::async_write(conn.stream, req, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+        throw transport_error(describe(req), ec, t);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(body_limit);
+    co_await http::async_read(conn.stream, conn.buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+        throw transport_error(describe(req), ec, t);
+    conn.stream.expires_never();
+    co_return parser.release();
+}
+
+asio::awaitable<http_response> http_client::send(http_request req, std::chrono::milliseconds timeout,
+                                                 uint64_t body_limit) {
+    for (int attempt = 0;; attempt++) {
+        std::unique_ptr<http_connection> conn;
+        const bool reused = !idle_.empty();
+        if (reused) {
+            conn = std::move(idle_.back());
+            idle_.pop_back();
+        } else {
+            std::unique_ptr<http_connection> fresh = co_await connect();
+            conn = std::move(fresh);
+        }
+        const auto t = timeout.count() > 0 ? timeout : request_timeout_;
+        beast::error_code ec;
+        req.prepare_payload();
+        conn->stream.expires_after(t);
+        co_await http::async_write(conn->stream, req, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            if (reused && attempt == 0)
+                continue;
+            throw transport_error(describe(req), ec, t);
+        }
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(body_limit);
+        co_await http::async_read(conn->stream, conn->buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) {
+            // Retry only when nothing of the response arrived: a reply cut mid-body may
+            // belong to a request the server has already applied.
+            if (reused && attempt == 0 && stale_connection(ec) && !parser.got_some())
+                continue;
+            throw transport_error(describe(req), ec, t);
+        }
+        http_response res = parser.release();
+        if (res.keep_alive() && idle_.size() < max_idle_connections) {
+            conn->stream.expires_never();
+            idle_.push_back(std::move(conn));
+        }
+        co_return res;
+    }
+}
+
+} // namespace overpass::ctl
