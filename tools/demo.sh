@@ -8,7 +8,10 @@
 # Usage: tools/demo.sh [--build DIR] [--store file|etcd] [--pace SECONDS]
 #   --build DIR   meson build directory with control/overpassd and tools/overpass/overpass
 #                 (default: build)
-#   --store file  one shared file store (default); etcd arrives with issue 3
+#   --store file  one shared file store (default)
+#   --store etcd  a real etcd (/usr/bin/etcd) started by the demo in a management
+#                 namespace on 198.19.0.254; each host reaches it over its own
+#                 management link; stopped at the end
 #   --pace S      pause S seconds between steps (for a live audience)
 # Needs root (namespaces, TAP devices). Exit 0 when both pings succeed.
 set -uo pipefail
@@ -24,13 +27,18 @@ while [[ $# -gt 0 ]]; do
         --store) store_kind=${2:?--store needs file or etcd}; shift 2 ;;
         --store=*) store_kind=${1#--store=}; shift ;;
         --pace) pace=${2:?--pace needs seconds}; shift 2 ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 case $store_kind in
     file) ;;
-    etcd) echo "demo.sh: etcd store arrives with issue 3" >&2; exit 2 ;;
+    etcd)
+        if [[ ! -x /usr/bin/etcd ]]; then
+            echo "demo.sh: --store etcd needs /usr/bin/etcd (Debian package etcd-server)" >&2
+            exit 1
+        fi
+        ;;
     *) echo "demo.sh: --store must be file or etcd, not '$store_kind'" >&2; exit 2 ;;
 esac
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -40,6 +48,10 @@ fi
 
 # shellcheck source=lib/netns.sh
 source "$here/lib/netns.sh"
+if [[ $store_kind == etcd ]]; then
+    # shellcheck source=lib/store.sh
+    source "$here/lib/store.sh"
+fi
 ovp_init demo
 ovp_find_bins "$build"
 id=$OVP_ID
@@ -72,13 +84,36 @@ die() {
 }
 
 say "overpass demo: two hosts, one overlay network, one container on each host"
-say "host1 = netns h1-$id (VTEP 198.18.0.1), host2 = netns h2-$id (VTEP 198.18.0.2),
+if [[ $store_kind == etcd ]]; then
+    say "host1 = netns h1-$id (VTEP 198.18.0.1), host2 = netns h2-$id (VTEP 198.18.0.2),
+#   both plugged into one underlay bridge; the store is etcd in netns mgmt-$id
+#   ($OVP_MGMT_IP), which each host reaches over its own management link mg0 (198.19.0.N)"
+    ovp_mgmt_add
+    say "start etcd on the management network (data dir under $OVP_DIR)"
+    prompt store "$(ovp_etcd_cmdline) &"
+    ovp_etcd_start
+    ovp_etcd_wait 20 || die "etcd did not come up"
+    printf 'etcd ready on %s (pid %s)\n' "$OVP_ETCD_CLIENT_URL" "${OVP_PID[etcd]}"
+    store_url=$OVP_STORE_URL
+else
+    say "host1 = netns h1-$id (VTEP 198.18.0.1), host2 = netns h2-$id (VTEP 198.18.0.2),
 #   both plugged into one underlay bridge; the store is one file both daemons share"
+    store_url=file://$OVP_STORE_FILE
+fi
 ovp_switch_add
 for i in 1 2; do
     ovp_host_add "h$i-$id"
-    prompt "host$i" "overpassd --host-id host$i-$id --vtep-ip 198.18.0.$i --uplink net_af_packet0,iface=ul0 --store file://$OVP_STORE_FILE --api $OVP_DIR/host$i.sock $OVP_DAEMON_ARGS &"
-    ovp_daemon_start "host$i" "h$i-$id" "host$i-$id" "198.18.0.$i"
+    if [[ $store_kind == etcd ]]; then
+        ovp_mgmt_link "h$i-$id" "$i"
+        prompt "host$i" "ip addr show mg0   # management link, the way to the store"
+        ip -n "h$i-$id" -4 -br addr show dev mg0
+    fi
+    prompt "host$i" "overpassd --host-id host$i-$id --vtep-ip 198.18.0.$i --uplink net_af_packet0,iface=ul0 --store $store_url --api $OVP_DIR/host$i.sock $OVP_DAEMON_ARGS &"
+    if [[ $store_kind == etcd ]]; then
+        ovp_store_daemon_start "host$i" "h$i-$id" "host$i-$id" "198.18.0.$i"
+    else
+        ovp_daemon_start "host$i" "h$i-$id" "host$i-$id" "198.18.0.$i"
+    fi
 done
 for i in 1 2; do
     ovp_daemon_wait "host$i" 30 || die "overpassd on host$i did not come up"
@@ -131,7 +166,22 @@ say "endpoints of the cluster, and host1's counters"
 on host1 endpoint ls || die "endpoint ls"
 on host1 stats || die "stats"
 
-say "tearing down: daemons (SIGTERM), namespaces, sockets, store"
+if [[ $store_kind == etcd ]]; then
+    say "what the cluster keeps in etcd (keys under $OVP_ETCD_PREFIX/; hosts and endpoints hang on the hosts' leases)"
+    ovp_etcd_dump || die "cannot read etcd"
+    say "tearing down: daemons (SIGTERM; they revoke their leases), then etcd"
+    for i in 1 2; do
+        ovp_daemon_stop "host$i" 15 || die "overpassd on host$i did not stop cleanly"
+    done
+    say "their hosts and endpoints went with the leases; the networks stay in etcd"
+    ovp_etcd_dump || die "cannot read etcd"
+    prompt store "kill -TERM ${OVP_PID[etcd]}   # etcd"
+    ovp_etcd_stop 10
+    printf 'etcd stopped\n'
+    say "and the namespaces, sockets, data dir"
+else
+    say "tearing down: daemons (SIGTERM), namespaces, sockets, store"
+fi
 ovp_cleanup
 ovp_leak_check || die "something was left behind"
 printf '\n%sdemo passed: app1 %s (host1) <-> app2 %s (host2) over VXLAN%s\n' \
