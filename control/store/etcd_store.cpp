@@ -507,6 +507,7 @@ private:
         std::chrono::milliseconds backoff = opts.watch_backoff_min;
         while (!s->cancelled) {
             std::string error;
+            s->created = false;   // set again only if this attempt's stream is established
             try {
                 co_await run_once(s);
             } catch (const std::exception& e) {

@@ -199,6 +199,11 @@ void sync_engine::start(store& st, std::string prefix) {
 void sync_engine::stop() { watch_.reset(); }
 
 void sync_engine::on_snapshot(const kv_snapshot& snap) {
+    if (store_failing_) {
+        // Said once per outage, so that an operator reading the log sees it ended.
+        std::clog << "overpassd: store sync: store reachable again, resynced at revision " << snap.revision << '\n';
+        store_failing_ = false;
+    }
     view_.clear();
     for (const auto& item : snap.items)
         view_[item.key] = item.value;
@@ -220,6 +225,7 @@ void sync_engine::on_changes(std::span<const kv_delta> deltas, uint64_t revision
 void sync_engine::on_error(const std::string& what) {
     // Keep forwarding on the last good tables; the watch retries by itself.
     counters_.sync_errors++;
+    store_failing_ = true;
     log_limited("store sync: " + what);
 }
 

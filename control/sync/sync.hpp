@@ -103,6 +103,7 @@ private:
     std::function<void(rte_be32_t)> on_vtep_added_;
     uint64_t revision_ = 0;
     bool retry_pending_ = false;
+    bool store_failing_ = false;   ///< errors since the last snapshot
     std::map<std::pair<uint32_t, std::string>, rte_be32_t> names_;   ///< from the last reconcile
     std::map<std::string, std::string> view_;
     desired_state applied_;
