@@ -3,8 +3,12 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 STORE ?= file
+# The sanitizer build runs the suites that exercise our own code without real daemons.
+ASAN_SUITES ?= unit dp
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
+export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps build demo test test-asan clean
+.PHONY: all deps build build-asan demo test test-asan clean
 
 all: build
 
@@ -14,21 +18,25 @@ deps:
 $(BUILD)/build.ninja:
 	meson setup $(BUILD) --buildtype=debugoptimized
 
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
 build: deps $(BUILD)/build.ninja
 	@ninja -C $(BUILD)
+
+build-asan: deps $(ASAN_BUILD)/build.ninja
+	@ninja -C $(ASAN_BUILD)
 
 demo: build
 	tools/demo.sh --build $(BUILD) --store $(STORE)
 
-test: build
-	tests/run-all.sh --build $(BUILD)
+# Every suite of the normal build, then the unit and data-plane suites again under
+# ASan+UBSan; one "N passed, N failed" line for both.
+test: build build-asan
+	tests/run-all.sh --build $(BUILD) --also '$(ASAN_BUILD):$(ASAN_SUITES)'
 
-$(ASAN_BUILD)/build.ninja:
-	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
-
-test-asan: deps $(ASAN_BUILD)/build.ninja
-	@ninja -C $(ASAN_BUILD)
-	tests/run-all.sh --build $(ASAN_BUILD) --suites 'unit dp'
+test-asan: build-asan
+	tests/run-all.sh --build $(ASAN_BUILD) --suites '$(ASAN_SUITES)'
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -5,20 +5,24 @@
 # meson's summaries: Ok + Expected Fail count as passed; Fail + Unexpected Pass +
 # Timeout as failed; Skipped as skipped. Exits non-zero when anything failed.
 #
-# Usage: tests/run-all.sh --build DIR [--suites 'unit dp integration'] [-- MESON_TEST_ARGS...]
-#   without --suites, every suite runs in one meson invocation.
+# Usage: tests/run-all.sh --build DIR [--suites 'unit dp integration']
+#                         [--also DIR:'unit dp' ...] [-- MESON_TEST_ARGS...]
+#   without --suites, every suite runs in one meson invocation; each --also adds the
+#   given suites of another build directory (the sanitizer build) to the same count.
 set -uo pipefail
 
 build=""
 suites=""
+also=()
 extra=()
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
         --build) build=${2:-}; shift 2 ;;
         --build=*) build=${1#--build=}; shift ;;
         --suites) suites=${2:-}; shift 2 ;;
         --suites=*) suites=${1#--suites=}; shift ;;
+        --also) also+=("${2:-}"); shift 2 ;;
         -h | --help) usage; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "run-all.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -42,7 +46,7 @@ run_meson() {  # DESCRIPTION [meson test args...]
     local what=$1 rc
     shift
     echo "=== meson test: $what"
-    meson test -C "$build" --print-errorlogs --num-processes 1 "$@" "${extra[@]}" 2>&1 | tee "$log"
+    meson test -C "$dir" --print-errorlogs --num-processes 1 "$@" "${extra[@]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     if ! grep -qE '^Ok:[[:space:]]+[0-9]+' "$log"; then
         if [[ $rc -ne 0 ]]; then
@@ -58,16 +62,23 @@ run_meson() {  # DESCRIPTION [meson test args...]
     skipped=$((skipped + $(summary_value Skipped)))
 }
 
-if [[ ! -f "$build/build.ninja" ]]; then
-    echo "run-all.sh: $build is not a configured build directory (meson setup $build)" >&2
-    failed=1
-elif [[ -z "$suites" ]]; then
-    run_meson "all suites"
-else
-    for s in $suites; do
-        run_meson "suite $s" --suite "$s"
-    done
-fi
+run_dir() {  # DIR SUITES
+    dir=$1
+    if [[ ! -f "$dir/build.ninja" ]]; then
+        echo "run-all.sh: $dir is not a configured build directory (meson setup $dir)" >&2
+        failed=$((failed + 1))
+    elif [[ -z "$2" ]]; then
+        run_meson "$dir: all suites"
+    else
+        for s in $2; do
+            run_meson "$dir: suite $s" --suite "$s"
+        done
+    fi
+}
+run_dir "$build" "$suites"
+for a in "${also[@]}"; do
+    run_dir "${a%%:*}" "${a#*:}"
+done
 
 line="$passed passed, $failed failed"
 [[ $skipped -gt 0 ]] && line+=", $skipped skipped"
