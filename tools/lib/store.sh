@@ -15,7 +15,12 @@
 #     is private to the run, so they cannot collide with anything), data dir under
 #     the run dir, stopped by its PID. It can be stopped and started again with the
 #     same data dir and ports (a store outage).
-#   - overpassd started with --store etcd://198.19.0.254:2379/ovp-<id>.
+#   - or the in-tree fake Consul (tests/ctl/fake_consul/fake_consul.py) inside
+#     mgmt-<id> on 198.19.0.254:8500, with a per-run ACL token (a file given to the
+#     daemons by --store-token-file). The fake keeps its data in memory: a store
+#     outage is made with its fault injection (or SIGSTOP/SIGCONT), not a restart.
+#   - overpassd started with --store etcd://198.19.0.254:2379/ovp-<id> (or
+#     consul://198.19.0.254:8500/ovp-<id> once ovp_consul_start ran).
 #
 # Usage:
 #   source "$here/../../tools/lib/netns.sh"
@@ -27,6 +32,10 @@
 #   ovp_etcd_start && ovp_etcd_wait 20      # sets OVP_STORE_URL
 #   ovp_etcd_hosts 2                        # host1..host2 on underlay + management
 #   ovp_etcd_stop; ...; ovp_etcd_start && ovp_etcd_wait 20
+# or, for Consul:
+#   ovp_consul_need; ...; ovp_consul_start && ovp_consul_wait 20   # sets OVP_STORE_URL
+#   ovp_store_hosts 2                       # daemons get --store-token-file
+#   ovp_consul_fault '{"preset":"no_leader","count":1000000}'; ovp_consul_fault_clear
 
 if [[ -n "${_OVP_STORE_SH:-}" ]]; then
     return 0
@@ -50,6 +59,15 @@ OVP_ETCD_PREFIX=ovp-$OVP_ID          # key namespace of this run inside etcd
 OVP_STORE_URL=etcd://$OVP_MGMT_IP:$OVP_ETCD_CLIENT_PORT/$OVP_ETCD_PREFIX
 OVP_ETCD_STARTS=0                    # how many times etcd was started in this run
 declare -A OVP_MGMT_ADDR=()          # host namespace -> its management address
+OVP_STORE_DAEMON_ARGS=()             # extra overpassd options the store needs (token file)
+
+OVP_CONSUL_FAKE=${OVP_CONSUL_FAKE:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../tests/ctl/fake_consul" 2>/dev/null && pwd)/fake_consul.py}
+OVP_CONSUL_PORT=8500
+OVP_CONSUL_URL=http://$OVP_MGMT_IP:$OVP_CONSUL_PORT
+OVP_CONSUL_PREFIX=ovp-$OVP_ID        # key prefix of this run inside Consul
+OVP_CONSUL_TOKEN=""                  # set by ovp_consul_start
+OVP_CONSUL_TOKEN_FILE=$OVP_DIR/consul.token
+OVP_PYTHON=""                        # the real interpreter (not a pyenv shim): its PID is the fake's
 
 # Exits 77 (skip) when there is no etcd binary.
 ovp_etcd_need() {
@@ -174,9 +192,133 @@ for kv in d.get("kvs", []):
 }
 
 # ---------------------------------------------------------------------------------
-# overpassd on the etcd store
+# the fake Consul
 
-# Like ovp_daemon_start (tools/lib/netns.sh), with --store $OVP_STORE_URL:
+# Exits 77 (skip) when python3 or the fake is missing.
+ovp_consul_need() {
+    [[ -f "$OVP_CONSUL_FAKE" ]] || ovp_skip "no fake Consul at $OVP_CONSUL_FAKE"
+    OVP_PYTHON=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) \
+        || ovp_skip "no python3 for the fake Consul"
+    [[ -x "$OVP_PYTHON" ]] || ovp_skip "no python3 for the fake Consul"
+}
+
+# Starts the fake Consul in the management namespace on 198.19.0.254:8500 with a
+# fresh ACL token (also written, mode 600, to $OVP_CONSUL_TOKEN_FILE and passed to
+# every daemon started later as --store-token-file). Logs to $OVP_DIR/consul.log;
+# recorded under label "consul". Sets OVP_STORE_URL to consul://.../ovp-<id>.
+ovp_consul_start() {
+    [[ -n "$OVP_MGMT_NS" ]] || ovp_mgmt_add
+    [[ -n "$OVP_PYTHON" ]] || ovp_consul_need
+    if ovp_alive consul; then
+        ovp_warn "fake Consul already running (pid ${OVP_PID[consul]})"
+        return 0
+    fi
+    if [[ -z "$OVP_CONSUL_TOKEN" ]]; then
+        OVP_CONSUL_TOKEN=$(cat /proc/sys/kernel/random/uuid)
+        (umask 077 && printf '%s\n' "$OVP_CONSUL_TOKEN" >"$OVP_CONSUL_TOKEN_FILE")
+    fi
+    OVP_STORE_URL=consul://$OVP_MGMT_IP:$OVP_CONSUL_PORT/$OVP_CONSUL_PREFIX
+    OVP_STORE_DAEMON_ARGS=(--store-token-file "$OVP_CONSUL_TOKEN_FILE")
+    local log=$OVP_DIR/consul.log
+    OVP_LOG[consul]=$log
+    rm -f "$OVP_DIR/consul.port"
+    printf -- '--- fake Consul start at %s\n' "$(date +%T.%N)" >>"$log"
+    ip netns exec "$OVP_MGMT_NS" "$OVP_PYTHON" "$OVP_CONSUL_FAKE" --host "$OVP_MGMT_IP" \
+        --port "$OVP_CONSUL_PORT" --token "$OVP_CONSUL_TOKEN" --port-file "$OVP_DIR/consul.port" \
+        </dev/null >>"$log" 2>&1 &
+    OVP_LAST_PID=$!
+    ovp_register_pid "$OVP_LAST_PID" consul
+}
+
+# The fake's command line (token elided), for narration.
+ovp_consul_cmdline() {
+    echo "ip netns exec $OVP_MGMT_NS $OVP_PYTHON $OVP_CONSUL_FAKE --host $OVP_MGMT_IP --port $OVP_CONSUL_PORT --token <per-run token> --port-file $OVP_DIR/consul.port"
+}
+
+# One request to the fake from the management namespace, with the ACL token:
+#   ovp_consul_api GET /v1/kv/x?recurse         prints the body
+#   ovp_consul_api POST /_fake/fault '{...}'    (admin endpoints need no token)
+# Fails on a transport error or an HTTP status >= 400.
+ovp_consul_api() {  # METHOD PATH [JSON]
+    local -a data=()
+    [[ $# -ge 3 ]] && data=(--data-binary "$3")
+    ip netns exec "$OVP_MGMT_NS" curl -sS -f --max-time 5 -X "$1" \
+        -H "X-Consul-Token: $OVP_CONSUL_TOKEN" "${data[@]}" "$OVP_CONSUL_URL$2"
+}
+
+# Waits until the fake wrote its port file and answers /v1/status/leader (bounded).
+ovp_consul_wait() {  # [TIMEOUT_S]
+    local timeout=${1:-20} i pid=${OVP_PID[consul]:-}
+    for ((i = 0; i < timeout * 10; i++)); do
+        if [[ -z "$pid" ]] || ! kill -0 "$pid" 2>/dev/null; then
+            wait "$pid" 2>/dev/null
+            ovp_warn "fake Consul (pid $pid) exited with status $? before it was ready"
+            tail -n 30 "$OVP_DIR/consul.log" >&2
+            return 1
+        fi
+        if [[ -s "$OVP_DIR/consul.port" ]] && ovp_consul_api GET /v1/status/leader >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    ovp_warn "fake Consul not ready after ${timeout}s on $OVP_CONSUL_URL"
+    tail -n 30 "$OVP_DIR/consul.log" >&2
+    return 1
+}
+
+# Stops the fake (SIGTERM, then SIGKILL after TIMEOUT). Returns its status. Its data
+# is in memory only: a restart starts empty.
+ovp_consul_stop() {
+    ovp_consul_resume 2>/dev/null   # a stopped process would not handle SIGTERM
+    ovp_stop consul "${1:-10}"
+}
+
+# Fault injection (POST /_fake/fault, see tests/ctl/fake_consul/README.md) and clear.
+ovp_consul_fault() { ovp_consul_api POST /_fake/fault "$1" >/dev/null; }
+ovp_consul_fault_clear() { ovp_consul_api POST /_fake/fault/clear '{}' >/dev/null; }
+
+# Freezes / thaws the fake by its PID (a hung server: the kernel still accepts TCP
+# connections into the backlog, nothing answers). Its clock is monotonic time, so
+# session deadlines keep running while it is stopped.
+ovp_consul_pause() { kill -STOP "${OVP_PID[consul]:?no fake Consul}"; }
+ovp_consul_resume() {
+    local pid=${OVP_PID[consul]:-}
+    [[ -n "$pid" ]] && kill -CONT "$pid"
+}
+
+# Prints this run's keys and values (decoded) with their sessions: for failure reports.
+ovp_consul_dump() {
+    local out
+    out=$(ovp_consul_api GET "/v1/kv/$OVP_CONSUL_PREFIX/?recurse") || {
+        # 404 = nothing under the prefix
+        ovp_consul_api GET /v1/status/leader >/dev/null 2>&1 && return 0
+        return 1
+    }
+    python3 -c '
+import base64, json, sys
+for e in json.loads(sys.argv[1]):
+    v = base64.b64decode(e.get("Value") or "").decode(errors="replace")
+    s = e.get("Session")
+    print("%s = %s%s" % (e["Key"], v, ("  [session %s]" % s) if s else ""))
+' "$out"
+}
+
+# The fake's sessions as "ID NAME TTL" lines.
+ovp_consul_sessions() {
+    local out
+    out=$(ovp_consul_api GET /v1/session/list) || return 1
+    python3 -c '
+import json, sys
+for s in json.loads(sys.argv[1]):
+    print(s.get("ID"), s.get("Name"), s.get("TTL"))
+' "$out"
+}
+
+# ---------------------------------------------------------------------------------
+# overpassd on the store (etcd or Consul)
+
+# Like ovp_daemon_start (tools/lib/netns.sh), with --store $OVP_STORE_URL (and
+# OVP_STORE_DAEMON_ARGS, e.g. Consul's --store-token-file):
 #   ovp_store_daemon_start LABEL NS HOST_ID VTEP_IP [more overpassd options...]
 # A restart under the same LABEL appends to the same log.
 ovp_store_daemon_start() {
@@ -192,7 +334,8 @@ ovp_store_daemon_start() {
     # shellcheck disable=SC2086  # OVP_DAEMON_ARGS is a word list on purpose
     ip netns exec "$ns" "$OVPD" --host-id "$hid" --vtep-ip "$vtep" \
         --uplink "net_af_packet0,iface=$OVP_UPLINK_IF" \
-        --store "$OVP_STORE_URL" --api "$sock" $OVP_DAEMON_ARGS "$@" </dev/null >>"$log" 2>&1 &
+        --store "$OVP_STORE_URL" "${OVP_STORE_DAEMON_ARGS[@]}" --api "$sock" $OVP_DAEMON_ARGS "$@" \
+        </dev/null >>"$log" 2>&1 &
     OVP_LAST_PID=$!
     ovp_register_pid "$OVP_LAST_PID" "$label"
 }
@@ -201,7 +344,7 @@ ovp_store_daemon_start() {
 # host1..hostN: namespace h<i>-<id>, underlay veth ul0 (no kernel IP, VTEP
 # 198.18.0.<i> owned by overpassd), management veth mg0 198.19.0.<i>/24, host id
 # host<i>-<id>, one overpassd each on $OVP_STORE_URL. Starts them all, then waits.
-ovp_etcd_hosts() {  # N [extra overpassd options...]
+ovp_store_hosts() {  # N [extra overpassd options...]
     local n=$1 i
     shift
     [[ -n "$OVP_SWITCH_NS" ]] || ovp_switch_add
@@ -215,3 +358,6 @@ ovp_etcd_hosts() {  # N [extra overpassd options...]
         ovp_daemon_wait "host$i" 30 || ovp_fail "overpassd host$i did not become ready"
     done
 }
+
+# The same, under its first name (etcd was the first network store).
+ovp_etcd_hosts() { ovp_store_hosts "$@"; }
