@@ -79,6 +79,30 @@ if ip netns exec "app2-$id" getent ahostsv4 no-such-container >/dev/null 2>&1; t
 fi
 ovp_pass "names resolve within the network"
 
+ovp_step "TCP: 2 MB from app1 to app2 across VXLAN, byte for byte (checksums, MTU 1450, segmentation)"
+blob="$OVP_DIR/blob"
+head -c 2000000 /dev/urandom >"$blob"
+ip netns exec "app1-$id" timeout 30 python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080)); s.listen(1)
+c, _ = s.accept(); c.sendall(open(sys.argv[1], "rb").read()); c.close()' "$blob" &
+srv=$!
+ovp_register_pid "$srv" tcp_server
+sleep 0.5
+got=$(ip netns exec "app2-$id" timeout 30 python3 -c '
+import hashlib, socket
+s = socket.create_connection(("app1", 8080), timeout=10); h = hashlib.sha256(); n = 0
+while True:
+    b = s.recv(65536)
+    if not b: break
+    h.update(b); n += len(b)
+print(n, h.hexdigest())') || ovp_fail "TCP transfer from app1 failed"
+want="2000000 $(sha256sum "$blob" | cut -d" " -f1)"
+[[ "$got" == "$want" ]] || ovp_fail "TCP transfer corrupted or short: got '$got', want '$want'"
+wait "$srv" 2>/dev/null
+ovp_pass "2 MB over TCP intact"
+
 ovp_step "endpoint ls shows app1 and app2 (on both hosts)"
 both_eps() { local o; o=$(ovp_cli "$1" endpoint ls) && grep -qw app1 <<<"$o" && grep -qw app2 <<<"$o"; }
 ovp_eventually 5 both_eps host1 || ovp_fail "host1 endpoint ls: $(ovp_cli host1 endpoint ls 2>&1)"
