@@ -8,7 +8,7 @@ ASAN_SUITES ?= unit dp
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps build build-asan demo test test-asan clean
+.PHONY: all deps build build-asan demo test test-asan bench clean
 
 all: build
 
@@ -37,6 +37,10 @@ test: build build-asan
 
 test-asan: build-asan
 	tests/run-all.sh --build $(ASAN_BUILD) --suites '$(ASAN_SUITES)'
+
+# Benchmarks are not tests: numbers with the machine they came from (perf/README.md).
+bench: build
+	perf/cluster_bench.sh --build $(BUILD) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
