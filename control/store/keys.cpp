@@ -135,6 +135,9 @@ std::string net_prefix(std::string_view id) { return nets_prefix() + std::string
 std::string net_meta(std::string_view id) { return net_prefix(id) + "meta"; }
 std::string endpoints_prefix(std::string_view id) { return net_prefix(id) + "eps/"; }
 std::string endpoint(std::string_view id, uint32_t ip) { return endpoints_prefix(id) + format_ipv4(ip); }
+std::string endpoint_name(std::string_view id, std::string_view name) {
+    return net_prefix(id) + "epnames/" + std::string(name);
+}
 std::string names_prefix() { return std::string(root) + "names/"; }
 std::string name(std::string_view n) { return names_prefix() + std::string(n); }
 std::string vnis_prefix() { return std::string(root) + "vnis/"; }

@@ -73,6 +73,9 @@ std::string net_prefix(std::string_view net_id);            // overpass/v1/nets/
 std::string net_meta(std::string_view net_id);
 std::string endpoints_prefix(std::string_view net_id);      // overpass/v1/nets/<id>/eps/
 std::string endpoint(std::string_view net_id, uint32_t ip);
+/// Ephemeral claim of an endpoint name in a network (value: its address), created in the
+/// same transaction as the address claim so that two hosts cannot both take a name.
+std::string endpoint_name(std::string_view net_id, std::string_view name);
 std::string names_prefix();
 std::string name(std::string_view net_name);
 std::string vnis_prefix();

@@ -158,9 +158,13 @@ asio::awaitable<void> agent::recover_liveness() {
     }
     co_await register_host();
     for (auto& [k, ep] : local_) {
-        if (!co_await store_.create(ep.key, ep.value, lease_.get()))
-            std::clog << "overpassd: warning: address " << format_ipv4(ep.info.ip) << " of endpoint " << ep.info.name
-                      << " was claimed by another host while this host's session was lost\n";
+        std::vector<txn_op> ops;
+        ops.push_back(txn_op::create(ep.key, ep.value, lease_.get()));
+        ops.push_back(txn_op::create(ep.name_key, format_ipv4(ep.info.ip), lease_.get()));
+        const txn_result r = co_await store_.txn(std::move(ops));
+        if (!r.succeeded)
+            std::clog << "overpassd: warning: address " << format_ipv4(ep.info.ip) << " or name of endpoint "
+                      << ep.info.name << " was claimed by another host while this host's session was lost\n";
     }
 }
 
@@ -419,8 +423,17 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
         info.ip = ip;
         info.mac = format_mac(mac_for_ip(ip));
         ep.key = keys::endpoint(m.id, ip);
+        ep.name_key = keys::endpoint_name(m.id, req.name);
         ep.value = to_value(endpoint_record{info.name, info.mac, info.host, info.vtep, info.kind});
-        claimed = co_await store_.create(ep.key, ep.value, lease_.get());
+        // Address and name in one transaction: the listing above only saw the past, and
+        // another host may attach the same name at this very moment.
+        std::vector<txn_op> ops;
+        ops.push_back(txn_op::create(ep.key, ep.value, lease_.get()));
+        ops.push_back(txn_op::create(ep.name_key, format_ipv4(ip), lease_.get()));
+        const txn_result r = co_await store_.txn(std::move(ops));
+        if (!r.succeeded && r.failed_key == ep.name_key)
+            throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
+        claimed = r.succeeded;
     }
     if (!claimed)
         throw api_error(507, "address pool of network \"" + m.name + "\" (" + m.subnet.str() + ") is exhausted");
@@ -459,7 +472,10 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
         if (port_up)
             ports_.detach(ep.port_id);
         try {
-            co_await store_.remove(ep.key);
+            std::vector<txn_op> undo;
+            undo.push_back(txn_op::remove(ep.key));
+            undo.push_back(txn_op::remove(ep.name_key));
+            co_await store_.txn(std::move(undo));
         } catch (const std::exception& e) {
             std::clog << "overpassd: warning: rollback of " << ep.key << ": " << e.what() << '\n';
         }
@@ -482,7 +498,10 @@ asio::awaitable<void> agent::detach_endpoint(std::string name, std::string netwo
     local_.erase(matches.front());
     tw_.remove_endpoint(ep.vni, to_ether(*parse_mac(ep.info.mac)));
     ports_.detach(ep.port_id);
-    co_await store_.remove(ep.key);
+    std::vector<txn_op> ops;
+    ops.push_back(txn_op::remove(ep.key));
+    ops.push_back(txn_op::remove(ep.name_key));
+    co_await store_.txn(std::move(ops));
 }
 
 asio::awaitable<std::vector<endpoint_info>> agent::list_endpoints() {

@@ -130,6 +130,7 @@ private:
         uint32_t vni = 0;
         uint16_t port_id = 0;
         std::string key;
+        std::string name_key;   ///< the name claim, bound to the same session
         std::string value;
     };
 

@@ -225,6 +225,32 @@ TEST_F(api_cli_test, pool_exhausted_on_a_slash_30) {
     EXPECT_EQ(r.err, "overpass: address pool of network \"tiny\" (10.9.0.0/30) is exhausted\n");
 }
 
+// Another host claiming the same endpoint name at the same moment: the name claim is
+// made in the same transaction as the address claim, so exactly one host gets the name,
+// and the loser keeps neither the address nor a half-made endpoint.
+TEST_F(api_cli_test, endpoint_name_race_is_decided_by_the_store) {
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.8.0.0/24", "race"}).code, 0);
+    const auto inspect = nlohmann::json::parse(cli({"network", "inspect", "race"}).out);
+    const std::string net_id = inspect.at("id").get<std::string>();
+    {
+        // "hostB", through its own store instance on the same file: it won the name an
+        // instant after our listing (its address claim is not visible to us yet).
+        boost::asio::io_context io2;
+        file_store other{io2, dir.file("store.json")};
+        std::vector<txn_op> ops;
+        ops.push_back(txn_op::create(keys::endpoint_name(net_id, "app1"), "10.8.0.77"));
+        const txn_result r = test::run(io2, other.txn(std::move(ops)));
+        ASSERT_TRUE(r.succeeded);
+    }
+    auto r = cli({"endpoint", "attach", "--network", "race", "--name", "app1", "--netns", "ns1"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: endpoint name \"app1\" is already taken in network \"race\"\n");
+    EXPECT_TRUE(port_calls().empty()) << "no port may be created for a lost claim";
+    r = cli({"endpoint", "attach", "--network", "race", "--name", "app2", "--netns", "ns2"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "app2 10.8.0.2/24 02:42:0a:08:00:02\n");   // .2 was not kept by the loser
+}
+
 TEST_F(api_cli_test, hosts_and_stats) {
     auto r = cli({"host", "ls"});
     ASSERT_EQ(r.code, 0) << r.err;
