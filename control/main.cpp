@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
     asio::io_context io(1);
     std::unique_ptr<store> kv;
     try {
-        kv = make_store(io, opt.store, store_options{opt.store_token_file});
+        kv = make_store(io, opt.store, store_options{opt.store_token_file, opt.store_ca_file});
     } catch (const std::exception& e) {
         std::fprintf(stderr, "overpassd: --store: %s\n", e.what());
         return 2;

@@ -39,6 +39,7 @@ void set_key(daemon_options& o, const std::string& key, const std::string& v) {
     else if (key == "uplink") o.uplink = v;
     else if (key == "store") o.store = v;
     else if (key == "store-token-file") o.store_token_file = v;
+    else if (key == "store-ca-file") o.store_ca_file = v;
     else if (key == "api") o.api = v;
     else if (key == "workers") o.workers = parse_uint("--workers", v, 1, 16);
     else if (key == "vxlan-port") o.vxlan_port = static_cast<uint16_t>(parse_uint("--vxlan-port", v, 1, 65535));
@@ -55,7 +56,7 @@ bool is_flag(const std::string& key) { return key == "no-huge" || key == "help";
 bool takes_value(const std::string& key) {
     static const char* keys[] = {"host-id", "vtep-ip", "uplink", "store", "api", "workers", "vxlan-port",
                                  "cpus", "mbufs", "memory", "log-level", "config", "bum-rate",
-                                 "store-token-file"};
+                                 "store-token-file", "store-ca-file"};
     for (const char* k : keys)
         if (key == k)
             return true;
@@ -265,8 +266,9 @@ const char* usage() {
            "  --uplink DEVARGS    underlay port: a PCI address (0000:3b:00.0) or a vdev\n"
            "                      (net_af_packet0,iface=eth1 | net_af_xdp0,iface=eth1)\n"
            "  --store URL         cluster store: file:///PATH (default file:///var/lib/overpass/store.json),\n"
-           "                      etcd://HOST:PORT[/NAMESPACE] or consul://HOST:PORT[/PREFIX]\n"
+           "                      etcd://HOST:PORT[/NAMESPACE], consul[+https]://HOST:PORT[/PREFIX]\n"
            "  --store-token-file F  Consul ACL token (default: $CONSUL_HTTP_TOKEN; never in the URL)\n"
+           "  --store-ca-file F   CA bundle for consul+https:// (default: the system's)\n"
            "  --api PATH          local API unix socket (default /run/overpass/overpass.sock)\n"
            "  --workers N         worker lcores (default 1)\n"
            "  --cpus LIST         CPUs the lcores may run on (default: all allowed)\n"

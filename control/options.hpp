@@ -25,6 +25,7 @@ struct daemon_options {
     std::string store = "file:///var/lib/overpass/store.json";
     std::string api = "/run/overpass/overpass.sock";
     std::string store_token_file;        ///< consul:// ACL token (else CONSUL_HTTP_TOKEN)
+    std::string store_ca_file;           ///< consul+https:// CA bundle (else the system's)
     unsigned workers = 1;
     bool no_huge = false;
     uint16_t vxlan_port = 4789;

@@ -8,7 +8,7 @@ pkgs=(
   build-essential g++ pkg-config meson ninja-build
   dpdk dpdk-dev libdpdk-dev
   libboost-dev libboost-system-dev nlohmann-json3-dev prometheus-cpp-dev
-  libgtest-dev libgmock-dev libpcap-dev libbpf-dev libxdp-dev libelf-dev libnuma-dev
+  libgtest-dev libgmock-dev libpcap-dev libbpf-dev libxdp-dev libelf-dev libnuma-dev libssl-dev openssl
   iproute2 iputils-ping tcpdump tshark procps psmisc curl python3
   etcd-server etcd-client ethtool
 )

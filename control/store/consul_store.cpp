@@ -161,7 +161,7 @@ struct consul_store::core {
 
     core(asio::io_context& i, std::string h, uint16_t p, std::string n, consul_store_options o)
         : io(i), ns(std::move(n)), opts(std::move(o)), where("consul at " + host_port(h, p)),
-          http(i, std::move(h), p, where, opts.request_timeout) {}
+          http(i, std::move(h), p, where, opts.request_timeout, http_tls_options{opts.tls, opts.ca_file}) {}
 
     std::string full_key(std::string_view key) const { return ns + std::string(key); }
 
@@ -610,16 +610,14 @@ consul_store::~consul_store() = default;
 
 std::unique_ptr<consul_store> consul_store::from_url(asio::io_context& io, const std::string& url,
                                                      consul_store_options opts) {
-    if (url.starts_with("consul+https://"))
-        throw std::invalid_argument("invalid store URL \"" + url +
-                                    "\": consul+https:// is not supported yet (this build has no TLS client); "
-                                    "use consul:// to a local agent");
-    store_url u = parse_store_url(url, "consul", 8500, "consul://host:port[/prefix]");
+    opts.tls = url.starts_with("consul+https://");
+    store_url u = opts.tls ? parse_store_url(url, "consul+https", 8501, "consul+https://host:port[/prefix]")
+                           : parse_store_url(url, "consul", 8500, "consul://host:port[/prefix]");
     return std::make_unique<consul_store>(io, std::move(u.host), u.port, std::move(u.prefix), std::move(opts));
 }
 
 std::string consul_store::url() const {
-    std::string u = "consul://" + host_port(core_->http.host(), core_->http.port());
+    std::string u = (core_->http.tls() ? "consul+https://" : "consul://") + host_port(core_->http.host(), core_->http.port());
     if (!core_->ns.empty())
         u += "/" + core_->ns.substr(0, core_->ns.size() - 1);
     return u;

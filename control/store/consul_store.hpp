@@ -4,9 +4,12 @@
 // The Consul backend (store-notes §1, §5.2): Consul's HTTP API (`/v1/...`) over HTTP/1.1
 // keep-alive through Beast (http_client) on the control thread's io_context.
 //
-//  - URL: `consul://HOST[:PORT][/PREFIX]` (port 8500 by default). PREFIX is prepended to
-//    every key sent and stripped from every key received, like etcd's namespace.
-//    `consul+https://` is rejected for now (no TLS in this backend yet).
+//  - URL: `consul://HOST[:PORT][/PREFIX]` (port 8500 by default) or
+//    `consul+https://HOST[:PORT][/PREFIX]` (TLS, port 8501 by default: Consul's HTTPS
+//    port). PREFIX is prepended to every key sent and stripped from every key received,
+//    like etcd's namespace. TLS verifies the server against consul_store_options::ca_file
+//    (or the system trust store) and the host name (see http_client.hpp); no client
+//    certificate yet (a Consul with verify_incoming on its HTTPS port refuses us).
 //  - ACL token: consul_store_options::token, sent as `X-Consul-Token` on every request.
 //    make_store() takes it from the token file or $CONSUL_HTTP_TOKEN, never from the URL.
 //    Beware: Consul filters list results by ACL instead of refusing them, so a missing
@@ -47,6 +50,11 @@ namespace overpass::ctl {
 struct consul_store_options {
     /// ACL token sent as X-Consul-Token; empty: none (Consul's anonymous token).
     std::string token;
+    /// HTTPS (from_url sets it for consul+https://).
+    bool tls = false;
+    /// With tls: PEM file of the CAs that may sign Consul's certificate. Empty: the
+    /// system trust store.
+    std::string ca_file;
     /// Deadline of one ordinary request, connection set-up included.
     std::chrono::milliseconds request_timeout{5000};
     /// `?wait=` of the watch's blocking queries. Their read deadline is
@@ -72,12 +80,13 @@ struct consul_store_options {
 class consul_store final : public store {
 public:
     /// `prefix` is the URL prefix without slashes around it ("" for none).
+    /// Throws std::invalid_argument (bad token, lock delay, unreadable CA file).
     consul_store(boost::asio::io_context& io, std::string host, uint16_t port, std::string prefix,
                  consul_store_options opts = {});
     ~consul_store() override;
 
-    /// Parses `consul://HOST[:PORT][/PREFIX]`. Throws std::invalid_argument (also for
-    /// consul+https://, credentials or a query in the URL).
+    /// Parses `consul://HOST[:PORT][/PREFIX]` or `consul+https://...` (sets opts.tls).
+    /// Throws std::invalid_argument (credentials or a query in the URL, unreadable CA file).
     static std::unique_ptr<consul_store> from_url(boost::asio::io_context& io, const std::string& url,
                                                   consul_store_options opts = {});
 

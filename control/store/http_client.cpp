@@ -5,8 +5,14 @@
 #include <cctype>
 #include <stdexcept>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/read.hpp>
@@ -144,8 +150,24 @@ store_url parse_store_url(const std::string& url, std::string_view scheme, uint1
 // ---- http_client ----
 
 http_client::http_client(asio::io_context& io, std::string host, uint16_t port, std::string where,
-                         std::chrono::milliseconds request_timeout)
-    : io_(io), host_(std::move(host)), port_(port), where_(std::move(where)), request_timeout_(request_timeout) {}
+                         std::chrono::milliseconds request_timeout, const http_tls_options& tls)
+    : io_(io), host_(std::move(host)), port_(port), where_(std::move(where)), request_timeout_(request_timeout) {
+    if (!tls.enabled)
+        return;
+    tls_ctx_ = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+    SSL_CTX_set_min_proto_version(tls_ctx_->native_handle(), TLS1_2_VERSION);
+    boost::system::error_code ec;
+    if (tls.ca_file.empty())
+        tls_ctx_->set_default_verify_paths(ec);
+    else
+        tls_ctx_->load_verify_file(tls.ca_file, ec);
+    if (ec)
+        throw std::invalid_argument("cannot load the CA certificates " +
+                                    (tls.ca_file.empty() ? std::string("of the system trust store")
+                                                         : "from \"" + tls.ca_file + "\"") +
+                                    ": " + lower_first(ec.message()));
+    tls_ctx_->set_verify_mode(asio::ssl::verify_peer);
+}
 
 store_error http_client::transport_error(const std::string& what, const beast::error_code& ec,
                                          std::chrono::milliseconds timeout) const {
@@ -168,6 +190,23 @@ http_request http_client::make_request(http::verb verb, std::string target) cons
     return req;
 }
 
+namespace {
+
+// The cause of a failed TLS handshake: OpenSSL's reason, the certificate check's verdict
+// when that is what failed, and a hint when the peer does not speak TLS at all.
+std::string tls_cause(const beast::error_code& ec, SSL* ssl) {
+    std::string msg = lower_first(ec.message());
+    if (ec.category() != asio::error::get_ssl_category())
+        return msg;
+    if (const long v = SSL_get_verify_result(ssl); v != X509_V_OK)
+        msg += std::string(" (") + X509_verify_cert_error_string(v) + ")";
+    if (ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_WRONG_VERSION_NUMBER)
+        msg += " (the server does not seem to speak TLS)";
+    return msg;
+}
+
+} // namespace
+
 asio::awaitable<std::unique_ptr<http_connection>> http_client::connect() {
     beast::error_code ec;
     // Name resolution does not honour the tcp_stream deadline: a timer cancels it.
@@ -188,7 +227,33 @@ asio::awaitable<std::unique_ptr<http_connection>> http_client::connect() {
     co_await conn->stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
     if (ec)
         throw transport_error("connect", ec);
+    if (!tls_ctx_)
+        co_return conn;
+    // Same deadline: connect and handshake together stay within request_timeout.
+    conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream&>>(conn->stream, *tls_ctx_);
+    SSL* ssl = conn->tls->native_handle();
+    boost::system::error_code not_ip;
+    (void)asio::ip::make_address(host_, not_ip);
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    const int named = not_ip ? X509_VERIFY_PARAM_set1_host(param, host_.c_str(), 0)
+                             : X509_VERIFY_PARAM_set1_ip_asc(param, host_.c_str());
+    if (named != 1 || (not_ip && SSL_set_tlsext_host_name(ssl, host_.c_str()) != 1))
+        throw store_error(where_ + ": TLS set-up failed for host \"" + host_ + "\"");
+    co_await conn->tls->async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == beast::error::timeout)
+        throw transport_error("TLS handshake", ec);
+    if (ec)
+        throw store_error(where_ + ": TLS handshake failed: " + tls_cause(ec, ssl));
     co_return conn;
+}
+
+asio::awaitable<void> http_client::shutdown(http_connection& conn, std::chrono::milliseconds timeout) {
+    // close_notify, then wait (bounded) for the server's; its errors change nothing.
+    beast::error_code ec;
+    conn.stream.expires_after(timeout);
+    co_await conn.tls->async_shutdown(asio::redirect_error(asio::use_awaitable, ec));
+    conn.stream.socket().close(ec);
 }
 
 namespace {
@@ -196,7 +261,31 @@ namespace {
 // A reused keep-alive connection that the server closed in the meantime fails like this.
 bool stale_connection(const beast::error_code& ec) {
     return ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset ||
-           ec == asio::error::broken_pipe;
+           ec == asio::error::broken_pipe || ec == asio::ssl::error::stream_truncated;
+}
+
+using response_parser = http::response_parser<http::string_body>;
+
+// Writes `req` and reads the reply into `parser` on `s` (the tcp_stream, or the TLS stream
+// over it). false: the write failed; true: written (ec is then the read's outcome).
+template <class Stream>
+asio::awaitable<bool> round_trip(Stream& s, beast::flat_buffer& buffer, http_request& req, response_parser& parser,
+                                 beast::error_code& ec) {
+    co_await http::async_write(s, req, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+        co_return false;
+    co_await http::async_read(s, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_return true;
+}
+
+asio::awaitable<bool> round_trip(http_connection& conn, http_request& req, response_parser& parser,
+                                 beast::error_code& ec) {
+    if (conn.tls) {
+        const bool wrote = co_await round_trip(*conn.tls, conn.buffer, req, parser, ec);
+        co_return wrote;
+    }
+    const bool wrote = co_await round_trip(conn.stream, conn.buffer, req, parser, ec);
+    co_return wrote;
 }
 
 std::string describe(const http_request& req) {
@@ -213,12 +302,9 @@ asio::awaitable<http_response> http_client::exchange(http_connection& conn, http
     beast::error_code ec;
     req.prepare_payload();
     conn.stream.expires_after(t);
-    co_await http::async_write(conn.stream, req, asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-        throw transport_error(describe(req), ec, t);
-    http::response_parser<http::string_body> parser;
+    response_parser parser;
     parser.body_limit(body_limit);
-    co_await http::async_read(conn.stream, conn.buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await round_trip(conn, req, parser, ec);
     if (ec)
         throw transport_error(describe(req), ec, t);
     conn.stream.expires_never();
@@ -241,15 +327,14 @@ asio::awaitable<http_response> http_client::send(http_request req, std::chrono::
         beast::error_code ec;
         req.prepare_payload();
         conn->stream.expires_after(t);
-        co_await http::async_write(conn->stream, req, asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) {
+        response_parser parser;
+        parser.body_limit(body_limit);
+        const bool wrote = co_await round_trip(*conn, req, parser, ec);
+        if (ec && !wrote) {
             if (reused && attempt == 0)
                 continue;
             throw transport_error(describe(req), ec, t);
         }
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(body_limit);
-        co_await http::async_read(conn->stream, conn->buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
         if (ec) {
             // Retry only when nothing of the response arrived: a reply cut mid-body may
             // belong to a request the server has already applied.
@@ -261,6 +346,8 @@ asio::awaitable<http_response> http_client::send(http_request req, std::chrono::
         if (res.keep_alive() && idle_.size() < max_idle_connections) {
             conn->stream.expires_never();
             idle_.push_back(std::move(conn));
+        } else if (conn->tls) {
+            co_await shutdown(*conn, t);
         }
         co_return res;
     }

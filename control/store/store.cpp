@@ -53,7 +53,9 @@ std::string consul_token(const store_options& opts) {
 } // namespace
 
 std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url, const store_options& opts) {
-    const std::string accepted = " (expected file:///path, consul://host:port[/prefix] or etcd://host:port[/prefix])";
+    const std::string accepted =
+        " (expected file:///path, consul://host:port[/prefix], consul+https://host:port[/prefix] or "
+        "etcd://host:port[/prefix])";
     const size_t sep = url.find("://");
     if (sep == std::string::npos || sep == 0)
         throw std::invalid_argument("invalid store URL \"" + url + "\"" + accepted);
@@ -61,6 +63,8 @@ std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string
     const std::string rest = url.substr(sep + 3);
     if (!opts.token_file.empty() && scheme != "consul" && scheme != "consul+https")
         throw std::invalid_argument("a store token file applies to consul:// stores only, not \"" + url + "\"");
+    if (!opts.ca_file.empty() && scheme != "consul+https")
+        throw std::invalid_argument("a store CA file applies to consul+https:// stores only, not \"" + url + "\"");
     if (scheme == "file") {
         if (rest.empty() || rest.front() != '/')
             throw std::invalid_argument("invalid store URL \"" + url +
@@ -74,6 +78,7 @@ std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string
     if (scheme == "consul" || scheme == "consul+https") {
         consul_store_options o;
         o.token = consul_token(opts);
+        o.ca_file = opts.ca_file;
         return consul_store::from_url(io, url, std::move(o));
     }
     throw std::invalid_argument("invalid store URL \"" + url + "\": unknown scheme \"" + scheme + "\"" + accepted);

@@ -3,7 +3,8 @@
 //
 // The backend-neutral store interface (store-notes §5.1). Backends: file://
 // (file_store), etcd:// (etcd_store, the v3 JSON gateway over HTTP through Beast on the
-// same io_context, which is why every operation is an awaitable) and, next, consul://.
+// same io_context, which is why every operation is an awaitable) and consul:// /
+// consul+https:// (consul_store).
 //
 // Revisions are opaque per-backend numbers that only grow within one backend's history;
 // a watcher that cannot follow them (Consul index reset, etcd compaction, unreadable
@@ -133,13 +134,18 @@ struct store_options {
     /// consul:// only: a file holding the ACL token (surrounding whitespace ignored).
     /// Empty: $CONSUL_HTTP_TOKEN if set, else no token. Tokens never come from the URL.
     std::string token_file;
+    /// consul+https:// only: PEM file of the CAs that may sign the server's certificate.
+    /// Empty: the system trust store. (The initializer keeps `store_options{token_file}`
+    /// free of -Wmissing-field-initializers.)
+    std::string ca_file{};
 };
 
 /// `file:///path/store.json` (default file:///var/lib/overpass/store.json),
-/// `etcd://HOST[:PORT][/NAMESPACE]` or `consul://HOST[:PORT][/PREFIX]`. consul+https://
-/// throws "not supported yet"; a token file with another scheme, an unreadable or empty
-/// token file, and anything else throw std::invalid_argument naming the URL (or file) and
-/// the accepted forms.
+/// `etcd://HOST[:PORT][/NAMESPACE]`, `consul://HOST[:PORT][/PREFIX]` or
+/// `consul+https://HOST[:PORT][/PREFIX]`. A token file with a non-Consul scheme, a CA file
+/// without consul+https://, an unreadable or empty token file, an unreadable CA file, and
+/// anything else throw std::invalid_argument naming the URL (or file) and the accepted
+/// forms.
 std::unique_ptr<store> make_store(boost::asio::io_context& io, const std::string& url, const store_options& opts = {});
 
 } // namespace overpass::ctl

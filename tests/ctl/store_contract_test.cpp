@@ -8,6 +8,8 @@
 //  - consul: the in-tree fake Consul (tests/ctl/fake_consul/fake_consul.py, python3),
 //           started once per binary with --port 0 --port-file, stopped by PID at exit.
 //           A pass here is a pass against the fake, not against a real Consul.
+//  - consul_tls: the same fake over HTTPS (consul+https://), with a throwaway CA and
+//           server certificate (IP SAN 127.0.0.1) made by the openssl CLI at test time.
 // Each test works under its own key prefix; nothing waits longer than a deadline.
 #include <fcntl.h>
 #include <signal.h>
@@ -36,11 +38,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <nlohmann/json.hpp>
 
 #include "control/store/consul_store.hpp"
@@ -467,8 +471,9 @@ private:
 // ---------------------------------------------------------------- fake Consul process
 
 // A generic HTTP call on a private io_context (usable from inside callbacks).
+// With `tls`, over HTTPS without verifying the server (admin calls to the TLS fake).
 asio::awaitable<void> raw_call_co(asio::io_context& io, uint16_t port, http::verb verb, std::string target,
-                                  std::string body, std::chrono::milliseconds timeout, raw_reply& out) {
+                                  std::string body, std::chrono::milliseconds timeout, bool tls, raw_reply& out) {
     beast::tcp_stream s(io);
     s.expires_after(timeout);
     co_await s.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), asio::use_awaitable);
@@ -476,19 +481,28 @@ asio::awaitable<void> raw_call_co(asio::io_context& io, uint16_t port, http::ver
     req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
     req.body() = std::move(body);
     req.prepare_payload();
-    co_await http::async_write(s, req, asio::use_awaitable);
     beast::flat_buffer buf;
     http::response<http::string_body> res;
-    co_await http::async_read(s, buf, res, asio::use_awaitable);
+    if (tls) {
+        asio::ssl::context ctx(asio::ssl::context::tls_client);
+        beast::ssl_stream<beast::tcp_stream&> t(s, ctx);
+        co_await t.async_handshake(asio::ssl::stream_base::client, asio::use_awaitable);
+        co_await http::async_write(t, req, asio::use_awaitable);
+        co_await http::async_read(t, buf, res, asio::use_awaitable);
+    } else {
+        co_await http::async_write(s, req, asio::use_awaitable);
+        co_await http::async_read(s, buf, res, asio::use_awaitable);
+    }
     out.status = res.result_int();
     out.body = res.body();
 }
 
-raw_reply raw_call(uint16_t port, http::verb verb, const std::string& target, const std::string& body = {}) {
+raw_reply raw_call(uint16_t port, http::verb verb, const std::string& target, const std::string& body = {},
+                   bool tls = false) {
     asio::io_context io;
     raw_reply out;
     std::exception_ptr err;
-    asio::co_spawn(io, raw_call_co(io, port, verb, target, body, 3s, out), [&](std::exception_ptr e) { err = e; });
+    asio::co_spawn(io, raw_call_co(io, port, verb, target, body, 3s, tls, out), [&](std::exception_ptr e) { err = e; });
     io.run();
     if (err)
         std::rethrow_exception(err);
@@ -505,13 +519,19 @@ public:
     fake_consul_process& operator=(const fake_consul_process&) = delete;
     ~fake_consul_process() { stop(); }
 
-    /// Starts the fake if needed. Returns an error text, empty when it is up.
-    const std::string& ensure_started(const std::string& token = {}) {
+    /// Starts the fake if needed. Returns an error text, empty when it is up. With `tls`,
+    /// it serves HTTPS with a fresh certificate signed by ca_file().
+    const std::string& ensure_started(const std::string& token = {}, bool tls = false) {
         if (pid_ < 0 && error_.empty())
-            error_ = try_start(token);
+            error_ = try_start(token, tls);
         return error_;
     }
     uint16_t port() const { return port_; }
+    bool tls() const { return tls_; }
+    /// With tls: the PEM of the CA that signed the fake's certificate.
+    std::string ca_file() const { return dir_ + "/ca.pem"; }
+    /// With tls: the PEM of an unrelated CA (a wrong --store-ca-file).
+    std::string other_ca_file() const { return dir_ + "/other-ca.pem"; }
 
     void stop() {
         if (pid_ > 0) {
@@ -537,7 +557,7 @@ public:
 
     // ---- admin endpoints ----
     void admin(const std::string& path, const json& body = json::object()) const {
-        const raw_reply r = raw_call(port_, http::verb::post, path, body.dump());
+        const raw_reply r = raw_call(port_, http::verb::post, path, body.dump(), tls_);
         if (r.status != 200)
             throw std::runtime_error("fake Consul " + path + ": HTTP " + std::to_string(r.status) + ": " + r.body);
     }
@@ -545,14 +565,35 @@ public:
     void fault(const json& spec) const { admin("/_fake/fault", spec); }
     /// The request log (method, path with query, status, token_source).
     json requests() const {
-        const raw_reply r = raw_call(port_, http::verb::get, "/_fake/requests");
+        const raw_reply r = raw_call(port_, http::verb::get, "/_fake/requests", {}, tls_);
         if (r.status != 200)
             throw std::runtime_error("fake Consul /_fake/requests: HTTP " + std::to_string(r.status));
         return json::parse(r.body);
     }
 
 private:
-    std::string try_start(const std::string& token) {
+    // A throwaway CA, an unrelated CA, and a server certificate for IP 127.0.0.1 signed by
+    // the first (EC P-256, valid 2 days). Returns an error text, empty on success.
+    std::string make_certificates() const {
+        const std::string d = dir_;
+        std::ofstream(d + "/server.ext") << "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                            "extendedKeyUsage=serverAuth\n";
+        const std::string key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        const std::string cmd =
+            "cd '" + d + "' && { openssl req -x509 " + key + " -keyout ca.key -out ca.pem -days 2 -subj /CN=overpass-test-ca"
+            " && openssl req -x509 " + key + " -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=other-ca"
+            " && openssl req " + key + " -keyout server.key -out server.csr -subj /CN=fake-consul"
+            " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2"
+            " -extfile server.ext; } > openssl.log 2>&1";
+        if (std::system(cmd.c_str()) != 0) {
+            std::ifstream f(d + "/openssl.log");
+            std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+            return "making test certificates with the openssl CLI failed: " + text.substr(0, 2000);
+        }
+        return {};
+    }
+
+    std::string try_start(const std::string& token, bool tls) {
         const std::string script = std::string(OVERPASS_SOURCE_DIR) + "/tests/ctl/fake_consul/fake_consul.py";
         if (::access(script.c_str(), R_OK) != 0)
             return "fake Consul not found at " + script;
@@ -565,6 +606,15 @@ private:
         if (!token.empty()) {
             args.push_back("--token");
             args.push_back(token);
+        }
+        if (tls) {
+            if (std::string why = make_certificates(); !why.empty()) {
+                stop();
+                return why;
+            }
+            tls_ = true;
+            for (const char* a : {"--tls-cert", "server.pem", "--tls-key", "server.key"})
+                args.push_back(a[0] == '-' ? std::string(a) : dir_ + "/" + a);
         }
         const std::string log = dir_ + "/fake.log";
         const pid_t pid = ::fork();
@@ -611,6 +661,7 @@ private:
     pid_t pid_ = -1;
     std::string dir_;
     uint16_t port_ = 0;
+    bool tls_ = false;
 };
 
 // The contract suite's fake Consul: one per binary, started on first use.
@@ -619,8 +670,17 @@ fake_consul_process& shared_fake_consul() {
     return p;
 }
 
+// The same over HTTPS (the consul_tls backend).
+fake_consul_process& shared_fake_consul_tls() {
+    static fake_consul_process p;
+    return p;
+}
+
 struct fake_consul_environment : ::testing::Environment {
-    void TearDown() override { shared_fake_consul().stop(); }
+    void TearDown() override {
+        shared_fake_consul().stop();
+        shared_fake_consul_tls().stop();
+    }
 };
 [[maybe_unused]] ::testing::Environment* const fake_consul_env =
     ::testing::AddGlobalTestEnvironment(new fake_consul_environment);
@@ -640,33 +700,46 @@ public:
     // exercised everywhere.
     static constexpr const char* ns = "contract";
 
-    std::string unavailable() override { return shared_fake_consul().ensure_started(); }
-    uint16_t port() const { return shared_fake_consul().port(); }
+    /// `tls`: the HTTPS fake, and clients verifying it against its CA.
+    explicit consul_backend(bool tls = false) : tls_(tls) {}
 
+    fake_consul_process& fake() const { return tls_ ? shared_fake_consul_tls() : shared_fake_consul(); }
+    std::string unavailable() override { return fake().ensure_started({}, tls_); }
+    uint16_t port() const { return fake().port(); }
+
+    consul_store_options options() const {
+        consul_store_options o = quick_consul_options();
+        o.tls = tls_;
+        if (tls_)
+            o.ca_file = fake().ca_file();
+        return o;
+    }
     std::unique_ptr<store> open(asio::io_context& io) override {
-        return std::make_unique<consul_store>(io, "127.0.0.1", port(), ns, quick_consul_options());
+        return std::make_unique<consul_store>(io, "127.0.0.1", port(), ns, options());
     }
     std::unique_ptr<store> open_unrenewed(asio::io_context& io) override {
-        consul_store_options o = quick_consul_options();
+        consul_store_options o = options();
         o.renew_sessions = false;
         return std::make_unique<consul_store>(io, "127.0.0.1", port(), ns, o);
     }
     // Consul raises TTLs below 10 s to 10 s and expires sessions at 2 x TTL: move the
     // fake's clock past that for any handle of TTL < d.
     void advance(std::chrono::seconds d) override {
-        shared_fake_consul().advance(2.0 * static_cast<double>(std::max<int64_t>(d.count(), 10)) + 1.0);
+        fake().advance(2.0 * static_cast<double>(std::max<int64_t>(d.count(), 10)) + 1.0);
     }
     std::chrono::milliseconds expiry_bound(std::chrono::seconds) override { return 2s; }
     void revoke(asio::io_context&, const liveness& l) override {
-        shared_fake_consul().admin("/_fake/session/invalidate", json{{"id", l.id()}});
+        fake().admin("/_fake/session/invalidate", json{{"id", l.id()}});
     }
     std::vector<std::unique_ptr<store>> broken(asio::io_context& io) override {
         servers_.push_back(std::make_unique<fake_server>(
             io, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\nnot json!", false));
         servers_.push_back(std::make_unique<fake_server>(io, std::string("\x00\xff garbage\r\n\r\n\x01", 16), false));
         servers_.push_back(std::make_unique<fake_server>(io, "", true));   // accepts, never answers
+        // With TLS, these plain servers are also "a TLS client against a plain server".
         consul_store_options o;
         o.request_timeout = 300ms;
+        o.tls = tls_;
         std::vector<std::unique_ptr<store>> out;
         out.push_back(std::make_unique<consul_store>(io, "127.0.0.1", free_port(), "", o));   // closed port
         for (const auto& s : servers_)
@@ -675,6 +748,7 @@ public:
     }
 
 private:
+    bool tls_;
     std::vector<std::unique_ptr<fake_server>> servers_;
 };
 
@@ -689,6 +763,7 @@ std::vector<backend_param> all_backends() {
         {"file", [] { return std::make_unique<file_backend>(); }},
         {"etcd", [] { return std::make_unique<etcd_backend>(); }},
         {"consul", [] { return std::make_unique<consul_backend>(); }},
+        {"consul_tls", [] { return std::make_unique<consul_backend>(true); }},
     };
 }
 
@@ -1470,12 +1545,18 @@ TEST(consul_url, make_store_parses_consul_urls) {
     EXPECT_THROW(make_store(io, "consul://user:pw@h:1"), std::invalid_argument);
     EXPECT_THROW(make_store(io, "consul://h:1?token=abc"), std::invalid_argument);
     EXPECT_THROW(make_store(io, "consul://h:1/p?token=abc"), std::invalid_argument);
+    EXPECT_EQ(make_store(io, "consul+https://10.1.2.3")->url(), "consul+https://10.1.2.3:8501");
+    EXPECT_EQ(make_store(io, "consul+https://store.example:1234/a/")->url(), "consul+https://store.example:1234/a");
+    EXPECT_THROW(make_store(io, "consul+https://u@h:1"), std::invalid_argument);
+    store_options ca;
+    ca.ca_file = "/nonexistent/overpass-ca.pem";
     try {
-        make_store(io, "consul+https://h:8501");
-        ADD_FAILURE() << "consul+https accepted";
+        make_store(io, "consul+https://h:1", ca);
+        ADD_FAILURE() << "an unreadable CA file accepted";
     } catch (const std::invalid_argument& e) {
-        EXPECT_NE(std::string(e.what()).find("not supported yet"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("/nonexistent/overpass-ca.pem"), std::string::npos) << e.what();
     }
+    EXPECT_THROW(make_store(io, "consul://h:1", ca), std::invalid_argument) << "a CA file without TLS is a mistake";
     store_options so;
     so.token_file = "/nonexistent/overpass-token";
     EXPECT_THROW(make_store(io, "consul://h:1", so), std::invalid_argument);
@@ -1494,6 +1575,110 @@ TEST(consul_errors, errors_name_the_server_and_the_cause) {
         EXPECT_NE(msg.find("consul at 127.0.0.1:" + std::to_string(closed) + ": connection refused"), std::string::npos)
             << msg;
     }
+}
+
+// ---------------------------------------------------------------- consul over TLS
+
+// The TLS failure modes, against the HTTPS fake (and the plain one). Each must be a
+// store_error naming the server and the cause, well within the request timeout.
+class consul_tls : public ::testing::Test {
+protected:
+    void SetUp() override {
+        const std::string why = shared_fake_consul_tls().ensure_started({}, true);
+        ASSERT_TRUE(why.empty()) << why;
+    }
+
+    // The error text of a list() through `s`; fails the test if it succeeds.
+    std::string list_error(store& s) {
+        try {
+            run(io, s.list("tls/"), 5s);
+            ADD_FAILURE() << "list succeeded";
+        } catch (const store_error& e) {
+            return e.what();
+        }
+        return {};
+    }
+
+    std::unique_ptr<store> open(const std::string& url, const std::string& ca_file) {
+        store_options so;
+        so.ca_file = ca_file;
+        return make_store(io, url, so);
+    }
+
+    std::string https(uint16_t port) const { return "consul+https://127.0.0.1:" + std::to_string(port) + "/tls"; }
+    uint16_t port() const { return shared_fake_consul_tls().port(); }
+
+    asio::io_context io;
+};
+
+TEST_F(consul_tls, works_through_make_store_with_the_right_ca) {
+    auto s = open(https(port()), shared_fake_consul_tls().ca_file());
+    const std::string k = "k-" + std::to_string(::getpid());
+    ASSERT_TRUE(run(io, s->create(k, "v")));
+    const kv_snapshot snap = run(io, s->list(k));
+    ASSERT_EQ(snap.items.size(), 1u);
+    EXPECT_EQ(snap.items[0].value, "v");
+    EXPECT_TRUE(run(io, s->remove(k)));
+}
+
+TEST_F(consul_tls, wrong_ca_is_a_clear_verify_error) {
+    auto s = open(https(port()), shared_fake_consul_tls().other_ca_file());
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string msg = list_error(*s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    EXPECT_NE(msg.find("consul at 127.0.0.1:" + std::to_string(port()) + ": TLS handshake failed: certificate verify failed"),
+              std::string::npos)
+        << msg;
+    // A watch reports it through on_error and keeps retrying, without a snapshot.
+    watch_log log;
+    auto w = s->watch("tls/", log.callbacks());
+    EXPECT_TRUE(eventually(io, [&] { return !log.errors.empty(); }, 3s));
+    EXPECT_TRUE(log.snapshots.empty());
+    if (!log.errors.empty()) {
+        EXPECT_NE(log.errors[0].find("certificate verify failed"), std::string::npos) << log.errors[0];
+    }
+}
+
+TEST_F(consul_tls, host_name_must_match_the_certificate) {
+    // The certificate names IP 127.0.0.1 only; "localhost" resolves there but is not named.
+    auto s = open("consul+https://localhost:" + std::to_string(port()) + "/tls", shared_fake_consul_tls().ca_file());
+    const std::string msg = list_error(*s);
+    EXPECT_NE(msg.find("TLS handshake failed: certificate verify failed"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("mismatch"), std::string::npos) << msg;
+}
+
+TEST_F(consul_tls, plain_http_client_against_the_tls_server_is_a_clear_error) {
+    auto s = make_store(io, "consul://127.0.0.1:" + std::to_string(port()) + "/tls");
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string msg = list_error(*s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    EXPECT_NE(msg.find("consul at 127.0.0.1:" + std::to_string(port()) + ": "), std::string::npos) << msg;
+    EXPECT_NE(msg.find("GET /v1/kv/tls/"), std::string::npos) << msg;
+}
+
+TEST_F(consul_tls, tls_client_against_a_plain_server_is_a_clear_error) {
+    const std::string why = shared_fake_consul().ensure_started();
+    ASSERT_TRUE(why.empty()) << why;
+    auto s = open(https(shared_fake_consul().port()), shared_fake_consul_tls().ca_file());
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string msg = list_error(*s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+    EXPECT_NE(msg.find("consul at 127.0.0.1:" + std::to_string(shared_fake_consul().port()) + ": TLS handshake failed"),
+              std::string::npos)
+        << msg;
+}
+
+TEST_F(consul_tls, handshake_is_bounded_by_the_request_timeout) {
+    fake_server hung(io, "", true);   // accepts, never answers the ClientHello
+    consul_store_options o;
+    o.tls = true;
+    o.ca_file = shared_fake_consul_tls().ca_file();
+    o.request_timeout = 300ms;
+    consul_store s(io, "127.0.0.1", hung.port(), "", o);
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string msg = list_error(s);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+    EXPECT_NE(msg.find("no answer within 300 ms (TLS handshake)"), std::string::npos) << msg;
 }
 
 } // namespace

@@ -13,7 +13,11 @@ transactions (/v1/txn), a single ACL token, /v1/status/leader|peers, a
 controllable clock and fault injection under /_fake/.
 
 Run:     python3 fake_consul.py --port 0 [--token T] [--port-file F] [--no-jitter]
+                                [--tls-cert CERT.pem --tls-key KEY.pem]
 Import:  fc = FakeConsul(token=None); port = fc.start(); ...; fc.stop()
+
+With --tls-cert/--tls-key every connection (the /_fake/ admin endpoints included) is
+HTTPS; a client that fails the handshake is dropped without an internal error.
 
 Python 3 standard library only.
 """
@@ -27,6 +31,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -340,8 +345,12 @@ _TXN_VERBS = _TXN_WRITE_VERBS | {"get", "get-or-empty", "get-tree", "check-index
 class FakeConsul:
     def __init__(self, host="127.0.0.1", port=0, token=None, jitter=True,
                  max_txn_ops=MAX_TXN_OPS, node_name="fake-consul-node", datacenter="dc1",
-                 txn_key_validation=True, verbose=False):
+                 txn_key_validation=True, verbose=False, tls_cert=None, tls_key=None):
         self.host = host
+        self.tls_context = None
+        if tls_cert:
+            self.tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_context.load_cert_chain(tls_cert, tls_key)
         self.req_port = port
         self.token = token
         self.jitter = jitter
@@ -368,6 +377,14 @@ class FakeConsul:
             allow_reuse_address = True
             request_queue_size = 128
 
+            def get_request(self):
+                sock, addr = ThreadingHTTPServer.get_request(self)
+                if fake.tls_context is not None:
+                    # Handshake in the handler thread (setup), never in the accept loop.
+                    sock = fake.tls_context.wrap_socket(sock, server_side=True,
+                                                        do_handshake_on_connect=False)
+                return sock, addr
+
         self._httpd = _Server((self.host, self.req_port), _Handler)
         self._httpd.fake = fake
         self.port = self._httpd.server_address[1]
@@ -381,7 +398,8 @@ class FakeConsul:
 
     @property
     def url(self):
-        return "http://%s:%d" % (self.host, self.port)
+        scheme = "https" if self.tls_context is not None else "http"
+        return "%s://%s:%d" % (scheme, self.host, self.port)
 
     def stop(self):
         with self._cond:
@@ -667,9 +685,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ----- plumbing --------------------------------------------------------
     def setup(self):
+        self._tls_failed = False
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.settimeout(10)
+                self.request.do_handshake()
+                self.request.settimeout(None)
+            except (ssl.SSLError, OSError) as e:   # a plain-HTTP client, a distrustful one
+                self._tls_failed = True
+                if self.server.fake.verbose:
+                    sys.stderr.write("fake_consul: TLS handshake failed: %s\n" % e)
         BaseHTTPRequestHandler.setup(self)
         with self.server.fake._lock:
             self.server.fake._conns.add(self.connection)
+
+    def handle(self):
+        if not self._tls_failed:
+            BaseHTTPRequestHandler.handle(self)
 
     def finish(self):
         try:
@@ -1516,10 +1548,15 @@ def main(argv=None):
     ap.add_argument("--node-name", default="fake-consul-node")
     ap.add_argument("--no-txn-key-validation", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", default=None, help="the PEM private key of --tls-cert")
     a = ap.parse_args(argv)
+    if bool(a.tls_cert) != bool(a.tls_key):
+        ap.error("--tls-cert and --tls-key go together")
     fc = FakeConsul(host=a.host, port=a.port, token=a.token, jitter=not a.no_jitter,
                     max_txn_ops=a.max_txn_ops, node_name=a.node_name,
-                    txn_key_validation=not a.no_txn_key_validation, verbose=a.verbose)
+                    txn_key_validation=not a.no_txn_key_validation, verbose=a.verbose,
+                    tls_cert=a.tls_cert, tls_key=a.tls_key)
     port = fc.start()
     if a.port_file:
         tmp = a.port_file + ".tmp"
