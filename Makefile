@@ -24,8 +24,9 @@ $(ASAN_BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	@ninja -C $(BUILD)
 
+# Only the test executables of $(ASAN_SUITES) (alias target in tests/meson.build).
 build-asan: deps $(ASAN_BUILD)/build.ninja
-	@ninja -C $(ASAN_BUILD)
+	@ninja -C $(ASAN_BUILD) sanitized-tests
 
 demo: build
 	tools/demo.sh --build $(BUILD) --store $(STORE)
@@ -36,7 +37,7 @@ test: build build-asan
 	tests/run-all.sh --build $(BUILD) --also '$(ASAN_BUILD):$(ASAN_SUITES)'
 
 test-asan: build-asan
-	tests/run-all.sh --build $(ASAN_BUILD) --suites '$(ASAN_SUITES)'
+	tests/run-all.sh --build $(ASAN_BUILD) --suites '$(ASAN_SUITES)' -- --no-rebuild
 
 # Benchmarks are not tests: numbers with the machine they came from (perf/README.md).
 bench: build

@@ -76,6 +76,9 @@ run_dir() {  # DIR SUITES
     fi
 }
 run_dir "$build" "$suites"
+# An --also build directory holds only what its suites need (e.g. the sanitizer build's
+# sanitized-tests target): meson must not try to build the rest.
+extra+=(--no-rebuild)
 for a in "${also[@]}"; do
     run_dir "${a%%:*}" "${a#*:}"
 done
