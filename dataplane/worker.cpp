@@ -89,6 +89,10 @@ int worker_main(void* arg) noexcept {
         rte_rcu_qsbr_thread_register(w.tables->qsbr, w.lcore_id);
     qsbr_online(w);
     drain_commands(w);
+    // One TSC read per iteration splits the lcore's time into busy (the iteration
+    // received something) and idle (including sleeps): busy cycles / packets is the
+    // cost per packet, busy / (busy + idle) the load.
+    uint64_t last_tsc = rte_rdtsc();
     for (uint32_t iter = 0; !w.stop.load(std::memory_order_relaxed); iter++) {
         uint32_t received = 0;
         for (uint16_t i = 0; i < w.n_rxqs; i++) {
@@ -108,6 +112,9 @@ int worker_main(void* arg) noexcept {
             drain_commands(w);
 
         if (received != 0) {
+            const uint64_t now = rte_rdtsc();
+            w.stats.busy_cycles.add(now - last_tsc);
+            last_tsc = now;
             w.stats.busy_polls.add(1);
             w.idle_run = 0;
             continue;
@@ -122,6 +129,9 @@ int worker_main(void* arg) noexcept {
             w.stats.sleeps.add(1);
             drain_commands(w);
         }
+        const uint64_t now = rte_rdtsc();
+        w.stats.idle_cycles.add(now - last_tsc);
+        last_tsc = now;
     }
     tx_flush(w);
     qsbr_offline(w);

@@ -80,6 +80,8 @@ struct lcore_stats {
     counter sleeps;         ///< idle back-off sleeps
     counter tx_flushes;     ///< tx bursts issued
     counter exceptions;     ///< packets handed to the control thread
+    counter busy_cycles;    ///< TSC cycles of iterations that received packets
+    counter idle_cycles;    ///< TSC cycles of empty iterations, sleeps included
 
     void drop(drop_reason r, uint64_t n = 1) noexcept { drops[static_cast<std::size_t>(r)].add(n); }
 };
