@@ -10,7 +10,7 @@ pkgs=(
   libboost-dev libboost-system-dev nlohmann-json3-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libpcap-dev libbpf-dev libxdp-dev libelf-dev libnuma-dev libssl-dev openssl
   iproute2 iputils-ping tcpdump tshark procps psmisc curl python3
-  etcd-server etcd-client ethtool
+  etcd-server etcd-client ethtool prometheus gnuplot-nox
 )
 [ "${OVERPASS_EXTRA_PKGS:-}" ] && read -r -a extra <<<"$OVERPASS_EXTRA_PKGS" && pkgs+=("${extra[@]}")
 
