@@ -296,6 +296,7 @@ public:
         bool alive = true;
         bool stopped = false;
         std::vector<std::function<void()>> lost_cbs;
+        liveness_counters counters;
         asio::steady_timer timer;
         state(core_ptr c, std::string i, milliseconds t) : core(std::move(c)), id(std::move(i)), ttl(t), timer(core->io) {}
     };
@@ -318,6 +319,8 @@ public:
         const bool ok = co_await renew_now(st_);
         co_return ok;
     }
+
+    liveness_counters counters() const noexcept override { return st_->counters; }
 
     asio::awaitable<void> release() override {
         std::shared_ptr<state> s = st_;
@@ -378,9 +381,12 @@ private:
             if (s->stopped)
                 break;
             try {
-                const bool ok = co_await renew_now(s);
-                (void)ok;
+                if (co_await renew_now(s)) {
+                    s->counters.renewals++;
+                    s->counters.last_renewal = std::chrono::steady_clock::now();
+                }
             } catch (const std::exception&) {
+                s->counters.renew_failures++;
                 // Consul unreachable: keep trying every TTL/3; if the session expires
                 // meanwhile, the next answered renewal (404) reports it lost.
             }

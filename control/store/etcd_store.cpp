@@ -213,6 +213,7 @@ public:
         bool alive = true;
         bool stopped = false;
         std::vector<std::function<void()>> lost_cbs;
+        liveness_counters counters;
         asio::steady_timer timer;
         state(core_ptr c, std::string i, std::chrono::seconds t)
             : core(std::move(c)), id(std::move(i)), ttl(t), timer(core->io) {}
@@ -236,6 +237,8 @@ public:
         const bool ok = co_await renew_now(st_);
         co_return ok;
     }
+
+    liveness_counters counters() const noexcept override { return st_->counters; }
 
     asio::awaitable<void> release() override {
         std::shared_ptr<state> s = st_;
@@ -304,9 +307,12 @@ private:
             if (s->stopped)
                 break;
             try {
-                const bool ok = co_await renew_now(s);
-                (void)ok;
+                if (co_await renew_now(s)) {
+                    s->counters.renewals++;
+                    s->counters.last_renewal = std::chrono::steady_clock::now();
+                }
             } catch (const std::exception&) {
+                s->counters.renew_failures++;
                 // etcd unreachable: keep trying; if the lease expires meanwhile, the next
                 // successful keepalive reports it lost.
             }

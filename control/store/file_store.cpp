@@ -240,6 +240,7 @@ public:
         bool alive = true;
         bool stopped = false;
         std::vector<std::function<void()>> lost_cbs;
+        liveness_counters counters;
         asio::steady_timer timer;
         state(asio::io_context& io, core_ptr c, std::string i, std::chrono::seconds t)
             : core(std::move(c)), id(std::move(i)), ttl(t), timer(io) {}
@@ -258,6 +259,8 @@ public:
     bool alive() const noexcept override { return st_->alive; }
     void on_lost(std::function<void()> cb) override { st_->lost_cbs.push_back(std::move(cb)); }
     asio::awaitable<bool> renew() override { co_return renew_now(*st_); }
+
+    liveness_counters counters() const noexcept override { return st_->counters; }
 
     asio::awaitable<void> release() override {
         auto& s = *st_;
@@ -307,8 +310,12 @@ private:
             if (s->stopped)
                 break;
             try {
-                renew_now(*s);
+                if (renew_now(*s)) {
+                    s->counters.renewals++;
+                    s->counters.last_renewal = std::chrono::steady_clock::now();
+                }
             } catch (const store_error&) {
+                s->counters.renew_failures++;
                 // Unreadable store: keep the session as far as we know; retry next period.
             }
         }

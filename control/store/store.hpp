@@ -49,6 +49,13 @@ struct store_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// Renewal history of a liveness handle (for metrics).
+struct liveness_counters {
+    uint64_t renewals = 0;         ///< renewals the store confirmed
+    uint64_t renew_failures = 0;   ///< renewals that got no usable answer (store unreachable)
+    std::chrono::steady_clock::time_point last_renewal{};   ///< of the last confirmed one
+};
+
 /// A Consul session / etcd lease / file-store session. Keys created with it vanish when
 /// it is released or expires. The backend renews it every TTL/3 on the io_context; when
 /// a renewal finds it gone, alive() turns false and the on_lost callbacks run (once).
@@ -62,6 +69,8 @@ public:
     virtual boost::asio::awaitable<bool> renew() = 0;
     /// Graceful release: deletes every key bound to it. Idempotent.
     virtual boost::asio::awaitable<void> release() = 0;
+    /// Renewals done by the backend's TTL/3 loop.
+    virtual liveness_counters counters() const noexcept = 0;
 };
 
 /// One operation of an atomic transaction.
