@@ -106,7 +106,34 @@ asio::awaitable<void> agent::retry_loop() {
     }
 }
 
+void agent::retire_lease() noexcept {
+    if (!lease_)
+        return;
+    const liveness_counters c = lease_->counters();
+    past_renewals_.renewals += c.renewals;
+    past_renewals_.renew_failures += c.renew_failures;
+    if (c.last_renewal > past_renewals_.last_renewal)
+        past_renewals_.last_renewal = c.last_renewal;
+    lease_.reset();
+}
+
+agent::liveness_status agent::liveness_state() const noexcept {
+    liveness_status s;
+    s.registered = lease_ != nullptr && lease_->alive();
+    s.losses = liveness_losses_;
+    s.renewals = past_renewals_;
+    if (lease_) {
+        const liveness_counters c = lease_->counters();
+        s.renewals.renewals += c.renewals;
+        s.renewals.renew_failures += c.renew_failures;
+        if (c.last_renewal > s.renewals.last_renewal)
+            s.renewals.last_renewal = c.last_renewal;
+    }
+    return s;
+}
+
 asio::awaitable<void> agent::register_host() {
+    retire_lease();
     lease_ = co_await store_.open_liveness(cfg_.host_id, cfg_.liveness_ttl);
     std::weak_ptr<bool> token = alive_token_;
     lease_->on_lost([this, token] {
@@ -182,7 +209,7 @@ asio::awaitable<void> agent::shutdown() {
         } catch (const std::exception& e) {
             std::clog << "overpassd: warning: releasing the store session: " << e.what() << '\n';
         }
-        lease_.reset();
+        retire_lease();
     }
 }
 
@@ -550,7 +577,8 @@ nlohmann::json agent::status() const {
             {"local_endpoints", local_.size()},
             {"sync",
              {{"applied_revision", c.applied_revision},
-              {"errors", c.sync_errors},
+              {"store_errors", c.store_errors},
+              {"table_errors", c.table_errors},
               {"skipped_records", c.skipped_records},
               {"snapshots", c.snapshots},
               {"batches", c.batches},

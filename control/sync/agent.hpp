@@ -122,6 +122,15 @@ public:
 
     /// Sync state and local counts (for /v1/stats and metrics).
     nlohmann::json status() const;
+
+    /// This host's registration: alive, and renewals over every liveness handle it held.
+    struct liveness_status {
+        bool registered = false;
+        uint64_t losses = 0;
+        liveness_counters renewals;
+    };
+    liveness_status liveness_state() const noexcept;
+    std::size_t local_endpoint_count() const noexcept { return local_.size(); }
     const sync_engine& sync() const noexcept { return sync_; }
 
 private:
@@ -139,6 +148,8 @@ private:
     boost::asio::awaitable<void> recover_liveness();
     boost::asio::awaitable<void> retry_loop();
     void on_liveness_lost();
+    /// Folds the current handle's renewal counters into past_renewals_ and drops it.
+    void retire_lease() noexcept;
 
     boost::asio::io_context& io_;
     store& store_;
@@ -151,6 +162,7 @@ private:
     std::map<std::pair<std::string, std::string>, local_endpoint> local_;   ///< by (network id, name)
     std::shared_ptr<bool> alive_token_ = std::make_shared<bool>(true);
     uint64_t liveness_losses_ = 0;
+    liveness_counters past_renewals_;   ///< of handles already replaced
     bool recovering_ = false;
     std::chrono::milliseconds recover_backoff_{0};   ///< grows while re-registration keeps failing
 };

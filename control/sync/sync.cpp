@@ -49,6 +49,7 @@ desired_state build_desired(const std::map<std::string, std::string>& kv, const 
                     problems.push_back(key + ": VNI " + std::to_string(m.vni) + " already used by another network");
                     continue;
                 }
+                want.network_names[m.vni] = m.name;
                 want.networks[m.vni] = network_spec{m.vni, m.mtu, rte_cpu_to_be_32(m.subnet.addr),
                                                     rte_cpu_to_be_32(m.subnet.mask()), rte_cpu_to_be_32(m.gateway)};
                 vni_of[k.id] = m.vni;
@@ -204,6 +205,7 @@ void sync_engine::on_snapshot(const kv_snapshot& snap) {
         std::clog << "overpassd: store sync: store reachable again, resynced at revision " << snap.revision << '\n';
         store_failing_ = false;
     }
+    last_sync_ = std::chrono::steady_clock::now();
     view_.clear();
     for (const auto& item : snap.items)
         view_[item.key] = item.value;
@@ -219,12 +221,13 @@ void sync_engine::on_changes(std::span<const kv_delta> deltas, uint64_t revision
             view_.erase(d.item.key);
     }
     counters_.batches++;
+    last_sync_ = std::chrono::steady_clock::now();
     reconcile(revision);
 }
 
 void sync_engine::on_error(const std::string& what) {
     // Keep forwarding on the last good tables; the watch retries by itself.
-    counters_.sync_errors++;
+    counters_.store_errors++;
     store_failing_ = true;
     log_limited("store sync: " + what);
 }
@@ -233,6 +236,7 @@ void sync_engine::reconcile(uint64_t revision) {
     std::vector<std::string> problems;
     desired_state want = build_desired(view_, self_, problems);
     names_ = std::move(want.names);
+    network_names_ = std::move(want.network_names);
     std::set<std::string> now_reported;
     for (const auto& p : problems) {
         if (!reported_.contains(p)) {
@@ -248,7 +252,7 @@ void sync_engine::reconcile(uint64_t revision) {
         for (rte_be32_t v : applied_.vteps)
             if (!vteps_before.contains(v))
                 on_vtep_added_(v);
-    counters_.sync_errors += failed;
+    counters_.table_errors += failed;
     retry_pending_ = failed != 0;
     if (failed != 0)
         log_limited("store sync: " + std::to_string(failed) + " table updates failed at revision " +

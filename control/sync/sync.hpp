@@ -12,6 +12,7 @@
 // retried on the next batch (the applied state only records what succeeded).
 #pragma once
 
+#include <chrono>
 #include <compare>
 #include <functional>
 #include <cstdint>
@@ -43,6 +44,8 @@ struct desired_state {
     /// Every endpoint's name (this host's too), lower case, by (VNI, name): what the
     /// embedded DNS answers. Not programmed into the tables.
     std::map<std::pair<uint32_t, std::string>, rte_be32_t> names;
+    /// Network names by VNI (for metrics labels). Not programmed into the tables.
+    std::map<uint32_t, std::string> network_names;
 };
 
 struct sync_identity {
@@ -62,7 +65,8 @@ unsigned apply_diff(desired_state& applied, const desired_state& want, table_wri
 
 struct sync_counters {
     uint64_t applied_revision = 0;
-    uint64_t sync_errors = 0;       ///< failed table calls + store read errors
+    uint64_t store_errors = 0;      ///< failed store reads (the watch retries by itself)
+    uint64_t table_errors = 0;      ///< failed table calls (retried)
     uint64_t skipped_records = 0;   ///< unparseable records seen
     uint64_t snapshots = 0;
     uint64_t batches = 0;
@@ -92,6 +96,12 @@ public:
     std::optional<rte_be32_t> resolve(uint32_t vni, const std::string& name) const;
     /// Some table updates failed at the last reconcile and are waiting for retry().
     bool retry_pending() const noexcept { return retry_pending_; }
+    /// The watch has delivered a view and its last read succeeded.
+    bool store_up() const noexcept { return counters_.snapshots != 0 && !store_failing_; }
+    /// When the last snapshot or change batch was applied (epoch if never).
+    std::chrono::steady_clock::time_point last_sync() const noexcept { return last_sync_; }
+    /// Network names by VNI, from the last reconcile.
+    const std::map<uint32_t, std::string>& network_names() const noexcept { return network_names_; }
 
 private:
     static std::string_view keys_root();
@@ -105,6 +115,8 @@ private:
     bool retry_pending_ = false;
     bool store_failing_ = false;   ///< errors since the last snapshot
     std::map<std::pair<uint32_t, std::string>, rte_be32_t> names_;   ///< from the last reconcile
+    std::map<uint32_t, std::string> network_names_;                  ///< from the last reconcile
+    std::chrono::steady_clock::time_point last_sync_{};
     std::map<std::string, std::string> view_;
     desired_state applied_;
     sync_counters counters_;

@@ -47,7 +47,27 @@ TEST_F(sync_test, snapshot_applies_in_dependency_order_and_skips_own_endpoints) 
                         }));
     EXPECT_EQ(vteps_added, std::vector<std::string>{"198.18.0.2"});
     EXPECT_EQ(engine.counters().applied_revision, 7u);
-    EXPECT_EQ(engine.counters().sync_errors, 0u);
+    EXPECT_EQ(engine.counters().table_errors, 0u);
+    EXPECT_EQ(engine.counters().store_errors, 0u);
+}
+
+TEST_F(sync_test, store_state_follows_the_watch) {
+    EXPECT_FALSE(engine.store_up());   // nothing read yet
+    EXPECT_EQ(engine.last_sync(), std::chrono::steady_clock::time_point{});
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24")}, 3});
+    EXPECT_TRUE(engine.store_up());
+    EXPECT_EQ(engine.network_names().at(4096), "n1");
+    const auto synced = engine.last_sync();
+    EXPECT_NE(synced, std::chrono::steady_clock::time_point{});
+    engine.on_error("connection refused");
+    engine.on_error("connection refused");
+    EXPECT_FALSE(engine.store_up());
+    EXPECT_EQ(engine.counters().store_errors, 2u);
+    EXPECT_EQ(engine.counters().table_errors, 0u);
+    EXPECT_EQ(engine.last_sync(), synced);   // an error is not a sync
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24")}, 4});
+    EXPECT_TRUE(engine.store_up());
+    EXPECT_EQ(engine.counters().applied_revision, 4u);
 }
 
 TEST_F(sync_test, removals_go_endpoints_then_network_then_vtep) {
@@ -100,7 +120,7 @@ TEST_F(sync_test, failed_table_updates_are_counted_and_retried) {
     // The endpoint must not be programmed without its network.
     EXPECT_EQ(tw.calls, (std::vector<std::string>{"upsert_vtep 198.18.0.2",
                                                   "FAILED upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450"}));
-    EXPECT_EQ(engine.counters().sync_errors, 2u);
+    EXPECT_EQ(engine.counters().table_errors, 2u);
     EXPECT_TRUE(engine.retry_pending());   // the agent's timer calls retry() while this holds
     tw.calls.clear();
     engine.retry();
