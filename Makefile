@@ -8,7 +8,7 @@ ASAN_SUITES ?= unit dp
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps build build-asan demo test test-asan bench clean
+.PHONY: all deps build build-asan demo test test-asan bench bench-cluster clean
 
 all: build
 
@@ -39,8 +39,13 @@ test: build build-asan
 test-asan: build-asan
 	tests/run-all.sh --build $(ASAN_BUILD) --suites '$(ASAN_SUITES)' -- --no-rebuild
 
-# Benchmarks are not tests: numbers with the machine they came from (perf/README.md).
+# Benchmarks are not tests: numbers with the machine they came from (perf/README.md,
+# docs/performance.md). bench: the data plane (cycles per packet, one table, JSON and a
+# plot under perf/results/); bench-cluster: attach latency and convergence on etcd.
 bench: build
+	perf/dp_bench.sh --build $(BUILD) $(BENCH_ARGS)
+
+bench-cluster: build
 	perf/cluster_bench.sh --build $(BUILD) $(BENCH_ARGS)
 
 clean:
