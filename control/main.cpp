@@ -27,16 +27,19 @@
 #include <rte_lcore.h>
 #include <rte_log.h>
 #include <rte_mbuf.h>
+#include <rte_pdump.h>
 #include <rte_ring.h>
 #include <rte_version.h>
 
+#include "control/log.hpp"
 #include "control/api/api_server.hpp"
+#include "control/log.hpp"
+#include "control/metrics/exporter.hpp"
 #include "control/options.hpp"
 #include "control/ports/port_manager.hpp"
 #include "control/ports/workers.hpp"
 #include "control/publish/table_writer.hpp"
 #include "control/slowpath.hpp"
-#include "control/stats.hpp"
 #include "control/store/store.hpp"
 #include "control/sync/agent.hpp"
 
@@ -66,7 +69,7 @@ void prepare_api_dir(const std::string& api) {
 /// the ports, workers and tables it uses are torn down.
 int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv, table_writer& writer,
                       worker_pool& workers, port_manager& ports, rte_ring* exceptions, rte_mempool* pool,
-                      const config_snapshot& cfg) {
+                      const config_snapshot& cfg, double start_unix) {
     slow_path slow(io, writer, exceptions, pool, workers.inject_ring(), cfg.uplink_port, cfg.vtep_mac,
                    cfg.vtep_ip_be);
     slow.start();
@@ -82,7 +85,31 @@ int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv
 
     agent ag(io, kv, writer, ports, acfg, hooks);
     slow.set_resolver([&ag](uint32_t vni, const std::string& name) { return ag.sync().resolve(vni, name); });
-    api_server api(io, ag, opt.api, [&] { return collect_stats(workers, ports, writer, &slow); });
+    const stats_sources sources{&workers, &ports, &writer, &slow, &ag, pool, start_unix};
+    api_server api(io, ag, opt.api, [&] { return to_json(take_snapshot(sources)); });
+
+    // Prometheus and telemetry read on their own threads through the control thread.
+    const build_info info{OVERPASS_VERSION, rte_version()};
+    auto source = std::make_shared<snapshot_source>(io, [&] { return take_snapshot(sources); });
+    telemetry_attach(source, info);
+    std::unique_ptr<metrics_server> metrics;
+    if (opt.metrics != "off") {
+        try {
+            metrics = std::make_unique<metrics_server>(opt.metrics, source, info);
+            OVP_LOG(INFO, "metrics on http://%s/metrics", opt.metrics.c_str());
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "overpassd: %s\n", e.what());
+            source->close();
+            telemetry_attach(nullptr, info);
+            slow.stop();
+            return 1;
+        }
+    }
+    // Before the objects the snapshot reads go away: no reader reaches them after this.
+    struct close_source {
+        snapshot_source& s;
+        ~close_source() { s.close(); }
+    } close_on_exit{*source};
 
     // Free what workers no longer see, without blocking the control thread.
     asio::steady_timer reclaim_timer(io);
@@ -104,7 +131,7 @@ int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv
         if (stopping)
             return;
         stopping = true;
-        RTE_LOG(INFO, USER1, "shutting down (%s)\n", why);
+        OVP_LOG(INFO, "shutting down (%s)", why);
         asio::co_spawn(io, [&]() -> asio::awaitable<void> {
             api.stop();
             co_await ag.shutdown();   // detaches local endpoints, releases the session
@@ -133,9 +160,9 @@ int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv
         try {
             co_await ag.start();
             api.start();
-            RTE_LOG(INFO, USER1, "ready: API on %s, store %s\n", opt.api.c_str(), kv.url().c_str());
+            OVP_LOG(INFO, "ready: API on %s, store %s", opt.api.c_str(), kv.url().c_str());
         } catch (const std::exception& e) {
-            RTE_LOG(ERR, USER1, "start-up failed: %s\n", e.what());
+            OVP_LOG(ERR, "start-up failed: %s", e.what());
             std::fprintf(stderr, "overpassd: %s\n", e.what());
             exit_code = 1;
             shutdown("start-up failed");
@@ -150,6 +177,8 @@ int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv
 
 int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);   // vhost-user and API peers may go away mid-write
+    const double start_unix =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 
     daemon_options opt;
     try {
@@ -187,7 +216,16 @@ int main(int argc, char** argv) {
     if (rte_lcore_count() != opt.workers + 1)
         die("EAL gave " + std::to_string(rte_lcore_count()) + " lcores; --workers " + std::to_string(opt.workers) +
             " needs " + std::to_string(opt.workers + 1));
-    RTE_LOG(INFO, USER1, "overpassd %s (%s) host %s VTEP %s\n", OVERPASS_VERSION, rte_version(),
+    // Our messages and DPDK's on stderr, at --log-level (DPDK's default adds syslog).
+    rte_openlog_stream(stderr);
+    if (!log_init(log_level_value(opt.log_level)))
+        std::fprintf(stderr, "overpassd: warning: cannot register the 'overpass' log type; logging as USER1\n");
+    // dpdk-dumpcap / dpdk-pdump attach as secondary processes and capture any port.
+    // Needs the shared memory of a hugepage run; without it capture is unavailable.
+    const bool pdump = rte_pdump_init() == 0;
+    if (!pdump)
+        OVP_LOG(NOTICE, "packet capture (dpdk-dumpcap) unavailable: %s", rte_strerror(rte_errno));
+    OVP_LOG(INFO, "overpassd %s (%s) host %s VTEP %s", OVERPASS_VERSION, rte_version(),
             opt.host_id.c_str(), opt.vtep_ip.c_str());
 
     rte_mempool* pool = rte_pktmbuf_pool_create("ovp_mbufs", opt.mempool_mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
@@ -227,7 +265,8 @@ int main(int argc, char** argv) {
 
     workers->launch();
 
-    const int exit_code = run_control_plane(io, opt, *kv, *writer, *workers, *ports, exceptions, pool, cfg);
+    const int exit_code = run_control_plane(io, opt, *kv, *writer, *workers, *ports, exceptions, pool, cfg, start_unix);
+    telemetry_attach(nullptr, {});
 
     workers->stop();
     ports->close_all();
@@ -240,6 +279,8 @@ int main(int argc, char** argv) {
         rte_pktmbuf_free(static_cast<rte_mbuf*>(left));
     rte_ring_free(exceptions);
     rte_mempool_free(pool);
+    if (pdump)
+        rte_pdump_uninit();
     rte_eal_cleanup();
     return exit_code;
 }

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <rte_log.h>
 
 namespace overpass::ctl {
 
@@ -47,6 +48,7 @@ void set_key(daemon_options& o, const std::string& key, const std::string& v) {
     else if (key == "mbufs") o.mempool_mbufs = parse_uint("--mbufs", v, 1024, 1u << 24);
     else if (key == "memory") o.memory_mb = parse_uint("--memory", v, 64, 1u << 20);
     else if (key == "log-level") o.log_level = v;
+    else if (key == "metrics") o.metrics = v;
     else if (key == "bum-rate") o.bum_rate = parse_uint("--bum-rate", v, 0, 100000000);
     else throw options_error("unknown option --" + key);
 }
@@ -56,7 +58,7 @@ bool is_flag(const std::string& key) { return key == "no-huge" || key == "help";
 bool takes_value(const std::string& key) {
     static const char* keys[] = {"host-id", "vtep-ip", "uplink", "store", "api", "workers", "vxlan-port",
                                  "cpus", "mbufs", "memory", "log-level", "config", "bum-rate",
-                                 "store-token-file", "store-ca-file"};
+                                 "store-token-file", "store-ca-file", "metrics"};
     for (const char* k : keys)
         if (key == k)
             return true;
@@ -135,12 +137,14 @@ void validate(daemon_options& o) {
         throw options_error("--cpus '" + o.cpus + "': expected a CPU list such as 0-1 or 0,2");
     if (o.store.find("://") == std::string::npos)
         throw options_error("--store '" + o.store + "': expected a URL such as file:///var/lib/overpass/store.json");
-    static const char* levels[] = {"emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"};
-    bool ok = false;
-    for (const char* l : levels)
-        ok = ok || o.log_level == l;
-    if (!ok)
+    if (log_level_value(o.log_level) == 0)
         throw options_error("--log-level '" + o.log_level + "': use error, warning, notice, info or debug");
+    static const std::regex listen_re(R"(^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$)");
+    std::smatch m;
+    if (o.metrics != "off" &&
+        (!std::regex_match(o.metrics, m, listen_re) || std::stoul(m[2].str()) > 65535 ||
+         (m[1].str()[0] != '[' && inet_pton(AF_INET, m[1].str().c_str(), &a) != 1)))
+        throw options_error("--metrics '" + o.metrics + "': expected ADDR:PORT (127.0.0.1:9417, [::1]:9417) or off");
 }
 
 std::string affinity_cpus() {
@@ -160,6 +164,16 @@ std::string affinity_cpus() {
 }
 
 } // namespace
+
+uint32_t log_level_value(const std::string& name) {
+    static const std::pair<const char*, uint32_t> levels[] = {
+        {"emerg", RTE_LOG_EMERG},     {"alert", RTE_LOG_ALERT}, {"crit", RTE_LOG_CRIT}, {"error", RTE_LOG_ERR},
+        {"warning", RTE_LOG_WARNING}, {"notice", RTE_LOG_NOTICE}, {"info", RTE_LOG_INFO}, {"debug", RTE_LOG_DEBUG}};
+    for (const auto& [n, v] : levels)
+        if (name == n)
+            return v;
+    return 0;
+}
 
 bool is_pci_address(const std::string& s) {
     static const std::regex pci("([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\\.[0-7]");
@@ -277,7 +291,9 @@ const char* usage() {
            "  --mbufs N           mbufs in the packet pool (default 16384)\n"
            "  --bum-rate N        frames per second a worker may send for broadcast/unknown\n"
            "                      traffic from containers, copies included (default 200000; 0: no limit)\n"
-           "  --log-level LEVEL   error, warning, notice, info (default) or debug\n"
+           "  --log-level LEVEL   error, warning, notice, info (default) or debug: overpassd's\n"
+           "                      messages and DPDK's (-- --log-level=pmd.net.tap:debug for one DPDK type)\n"
+           "  --metrics ADDR:PORT Prometheus /metrics listener (default 127.0.0.1:9417; off: none)\n"
            "  --config FILE       JSON object with the same keys (\"host-id\": \"h1\", ...,\n"
            "                      \"eal-args\": [...]); command-line options override it\n";
 }

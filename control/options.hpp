@@ -34,6 +34,7 @@ struct daemon_options {
     unsigned memory_mb = 256;            ///< with --no-huge
     unsigned bum_rate = 200000;          ///< head-end replication frames per second per worker; 0 = no limit
     std::string log_level = "info";
+    std::string metrics = "127.0.0.1:9417";   ///< Prometheus listener, or "off"
     std::vector<std::string> eal_extra;  ///< after "--"
     bool help = false;
 };
@@ -51,6 +52,9 @@ std::vector<std::string> eal_args(const daemon_options& o);
 
 /// The uplink's devargs as given to EAL (queue counts filled in where a PMD needs them).
 std::string uplink_devargs(const daemon_options& o);
+
+/// rte_log level (RTE_LOG_ERR...) of a --log-level name; 0 if unknown.
+uint32_t log_level_value(const std::string& name);
 
 /// True when s looks like a PCI address (0000:00:04.0 or 00:04.0).
 bool is_pci_address(const std::string& s);

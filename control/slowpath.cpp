@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
+#include "control/log.hpp"
 #include "control/slowpath.hpp"
 
 #include <cstring>
@@ -80,7 +81,7 @@ void slow_path::handle(rte_mbuf* m) {
                     char ip[16];
                     const auto* b = reinterpret_cast<const uint8_t*>(&sip);
                     snprintf(ip, sizeof(ip), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
-                    RTE_LOG(INFO, USER1, "VTEP %s resolved\n", ip);
+                    OVP_LOG(INFO, "VTEP %s resolved", ip);
                 }
                 it->second.resolved = true;
                 it->second.tries = 0;

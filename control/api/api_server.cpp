@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
+#include "control/log.hpp"
 #include "control/api/api_server.hpp"
 
 #include <sys/stat.h>
@@ -145,7 +146,7 @@ asio::awaitable<void> api_server::accept_loop() {
         if (!*running || ec == asio::error::operation_aborted)
             co_return;
         if (ec) {
-            std::clog << "overpassd: warning: API accept: " << ec.message() << '\n';
+            OVP_LOG(WARNING, "API accept: %s", ec.message().c_str());
             continue;
         }
         asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
@@ -190,7 +191,7 @@ asio::awaitable<void> api_server::serve(local::socket sock) {
         boost::system::error_code ignored;
         sock.shutdown(local::socket::shutdown_send, ignored);
     } catch (const std::exception& e) {
-        std::clog << "overpassd: warning: API connection: " << e.what() << '\n';
+        OVP_LOG(WARNING, "API connection: %s", e.what());
     }
 }
 

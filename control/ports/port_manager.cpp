@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
+#include "control/log.hpp"
 #include "control/ports/port_manager.hpp"
 
 #include <fcntl.h>
@@ -112,6 +113,8 @@ port_manager::port_manager(worker_pool& workers, table_writer& writer, rte_mempo
 port_manager::~port_manager() { close_all(); }
 
 void port_manager::configure_and_start(uint16_t port, uint16_t n_rxq, uint16_t nb_rxd, const std::string& what) {
+    // A reused port id starts from zero: no worker polls or transmits to it yet.
+    workers_.reset_port_counters(port);
     rte_eth_dev_info info;
     if (int rc = rte_eth_dev_info_get(port, &info); rc != 0)
         throw port_error(what + ": cannot read device info: " + errstr(rc));
@@ -220,7 +223,7 @@ uint16_t port_manager::attach_tap(const std::string& endpoint, const container_i
         remove_port(port);
         throw;
     }
-    RTE_LOG(INFO, USER1, "endpoint %s: port %u (%s) is %s in netns %s\n", endpoint.c_str(), port, name.c_str(),
+    OVP_LOG(INFO, "endpoint %s: port %u (%s) is %s in netns %s", endpoint.c_str(), port, name.c_str(),
             iface.ifname.c_str(), iface.netns.c_str());
     return port;
 }
@@ -254,7 +257,7 @@ uint16_t port_manager::attach_vhost(const std::string& endpoint, const std::stri
         remove_port(port);
         throw;
     }
-    RTE_LOG(INFO, USER1, "endpoint %s: port %u (%s) listens on %s\n", endpoint.c_str(), port, name.c_str(),
+    OVP_LOG(INFO, "endpoint %s: port %u (%s) listens on %s", endpoint.c_str(), port, name.c_str(),
             socket_path.c_str());
     return port;
 }
@@ -266,7 +269,7 @@ void port_manager::remove_port(uint16_t port) noexcept {
     if (!workers_.unassign_port(port)) {
         // A worker may still poll this port: closing it would pull the queue from under
         // it. Leave the port open (its id is not reused) and say so.
-        RTE_LOG(ERR, USER1, "port %u (%s): a worker did not acknowledge its removal; port left open\n", port,
+        OVP_LOG(ERR, "port %u (%s): a worker did not acknowledge its removal; port left open", port,
                 it->second.name.c_str());
         ports_.erase(it);
         return;
@@ -293,7 +296,7 @@ void port_manager::detach(uint16_t port_id) noexcept {
     auto it = ports_.find(port_id);
     if (it == ports_.end() || it->second.kind == "uplink")
         return;
-    RTE_LOG(INFO, USER1, "endpoint %s: removing port %u (%s)\n", it->second.endpoint.c_str(), port_id,
+    OVP_LOG(INFO, "endpoint %s: removing port %u (%s)", it->second.endpoint.c_str(), port_id,
             it->second.name.c_str());
     remove_port(port_id);
 }

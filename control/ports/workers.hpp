@@ -46,6 +46,15 @@ public:
     rte_ring* inject_ring() const noexcept { return workers_.front()->inject_ring; }
     const worker& at(unsigned i) const noexcept { return *workers_[i]; }
 
+    /// Zero every worker's counters of a port id / network slot / VTEP slot that is being
+    /// handed to a new owner. Only while no worker can count into it: a port id before its
+    /// queues are assigned and its binding published, a slot before its entry is published
+    /// (table_writer::on_slot_taken). The counters' single writer is then idle, so a
+    /// relaxed store from here is ordered before its next add by that publication.
+    void reset_port_counters(uint16_t port) noexcept;
+    void reset_network_counters(uint16_t slot) noexcept;
+    void reset_vtep_counters(uint16_t slot) noexcept;
+
 private:
     struct assignment {
         uint16_t port, queue;

@@ -11,6 +11,7 @@
 //    the reverse order;
 //  - derived values (flood lists, outer-header templates) are rebuilt from the shadow
 //    state kept here, never on the workers.
+#include "control/log.hpp"
 #include "control/publish/table_writer.hpp"
 
 #include "overpass/stats.hpp"
@@ -110,6 +111,10 @@ public:
     sizes size() const noexcept override;
     int network_slot(uint32_t vni) const noexcept override;
     int vtep_slot(rte_be32_t ip_be) const noexcept override;
+    std::vector<vtep_view> vteps() const override;
+    std::vector<network_view> networks() const override;
+    const table_limits& limits() const noexcept override { return limits_; }
+    void on_slot_taken(std::function<void(slot_kind, uint16_t)> cb) override { slot_taken_ = std::move(cb); }
 
 private:
     struct net_shadow {
@@ -162,6 +167,7 @@ private:
     uint32_t n_bound_ports_ = 0;
     slot_pool network_slots_;
     slot_pool vtep_slots_;
+    std::function<void(slot_kind, uint16_t)> slot_taken_;
 };
 
 // Frees for values deleted through the hashes' own defer queues.
@@ -205,7 +211,7 @@ rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, u
     p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
     rte_hash* h = rte_hash_create(&p);
     if (h == nullptr) {
-        RTE_LOG(ERR, USER1, "table_writer: rte_hash_create(%s): %s\n", hname, rte_strerror(rte_errno));
+        OVP_LOG(ERR, "table_writer: rte_hash_create(%s): %s", hname, rte_strerror(rte_errno));
         return nullptr;
     }
     rte_hash_rcu_config rc{};
@@ -217,7 +223,7 @@ rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, u
     rc.key_data_ptr = nullptr;
     rc.free_key_data_func = free_fn;
     if (int rc2 = rte_hash_rcu_qsbr_add(h, &rc); rc2 != 0) {
-        RTE_LOG(ERR, USER1, "table_writer: rte_hash_rcu_qsbr_add(%s): %s\n", hname, rte_strerror(rte_errno));
+        OVP_LOG(ERR, "table_writer: rte_hash_rcu_qsbr_add(%s): %s", hname, rte_strerror(rte_errno));
         rte_hash_free(h);
         return nullptr;
     }
@@ -226,14 +232,14 @@ rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, u
 
 int table_writer_impl::init() noexcept {
     if (name_.empty() || name_.size() > max_name_len) {
-        RTE_LOG(ERR, USER1, "table_writer: name '%s' must have 1 to %zu characters\n", name_.c_str(),
+        OVP_LOG(ERR, "table_writer: name '%s' must have 1 to %zu characters", name_.c_str(),
                 max_name_len);
         return -EINVAL;
     }
     const size_t qsz = rte_rcu_qsbr_get_memsize(limits_.max_lcores);
     t_.qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc(nullptr, qsz, RTE_CACHE_LINE_SIZE));
     if (t_.qsbr == nullptr || rte_rcu_qsbr_init(t_.qsbr, limits_.max_lcores) != 0) {
-        RTE_LOG(ERR, USER1, "table_writer: QSBR variable: %s\n", rte_strerror(rte_errno));
+        OVP_LOG(ERR, "table_writer: QSBR variable: %s", rte_strerror(rte_errno));
         return -ENOMEM;
     }
     t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_endpoint);
@@ -259,7 +265,7 @@ int table_writer_impl::init() noexcept {
     dp.v = t_.qsbr;
     dq_ = rte_rcu_qsbr_dq_create(&dp);
     if (dq_ == nullptr) {
-        RTE_LOG(ERR, USER1, "table_writer: rte_rcu_qsbr_dq_create(%s): %s\n", dqname, rte_strerror(rte_errno));
+        OVP_LOG(ERR, "table_writer: rte_rcu_qsbr_dq_create(%s): %s", dqname, rte_strerror(rte_errno));
         return -ENOMEM;
     }
     return 0;
@@ -286,7 +292,7 @@ table_writer_impl::~table_writer_impl() {
     drain(t_.networks, free_segment);
     drain(t_.vteps, free_vtep);
     if (dq_ != nullptr && rte_rcu_qsbr_dq_delete(dq_) != 0)
-        RTE_LOG(ERR, USER1, "table_writer %s: values still in a grace period leak\n", name_.c_str());
+        OVP_LOG(ERR, "table_writer %s: values still in a grace period leak", name_.c_str());
     rte_free(t_.qsbr);
 }
 
@@ -316,6 +322,8 @@ int table_writer_impl::take_slot(slot_pool& pool) noexcept {
         synchronize();
         slot = pool.take();
     }
+    if (slot >= 0 && slot_taken_)
+        slot_taken_(&pool == &network_slots_ ? slot_kind::network : slot_kind::vtep, static_cast<uint16_t>(slot));
     return slot;
 }
 
@@ -767,6 +775,22 @@ table_writer::sizes table_writer_impl::size() const noexcept {
 int table_writer_impl::network_slot(uint32_t vni) const noexcept {
     auto it = nets_.find(vni);
     return it == nets_.end() ? -ENOENT : it->second.slot;
+}
+
+std::vector<table_writer::vtep_view> table_writer_impl::vteps() const {
+    std::vector<vtep_view> out;
+    out.reserve(vteps_.size());
+    for (const auto& [ip, v] : vteps_)
+        out.push_back({ip, v.slot, v.mac_known});
+    return out;
+}
+
+std::vector<table_writer::network_view> table_writer_impl::networks() const {
+    std::vector<network_view> out;
+    out.reserve(nets_.size());
+    for (const auto& [vni, n] : nets_)
+        out.push_back({vni, n.slot});
+    return out;
 }
 
 int table_writer_impl::vtep_slot(rte_be32_t ip_be) const noexcept {

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <vector>
 
 #include "overpass/tables.hpp"
 
@@ -83,6 +85,27 @@ public:
     /// Stats slots handed out (stable for the lifetime of the network / VTEP).
     virtual int network_slot(uint32_t vni) const noexcept = 0;
     virtual int vtep_slot(rte_be32_t ip_be) const noexcept = 0;
+
+    /// Every VTEP in the tables with its stats slot and whether its next hop is known.
+    struct vtep_view {
+        rte_be32_t ip_be;
+        uint16_t slot;
+        bool resolved;
+    };
+    virtual std::vector<vtep_view> vteps() const = 0;
+    /// Every network in the tables with its stats slot.
+    struct network_view {
+        uint32_t vni;
+        uint16_t slot;
+    };
+    virtual std::vector<network_view> networks() const = 0;
+    virtual const table_limits& limits() const noexcept = 0;
+
+    /// Runs when a stats slot is handed to a new network or VTEP, before anything that
+    /// counts into it is published. No worker can still be counting into it then (slots
+    /// come back only after a grace period), so the callee may zero the slot's counters.
+    enum class slot_kind { network, vtep };
+    virtual void on_slot_taken(std::function<void(slot_kind, uint16_t)> cb) = 0;
 };
 
 } // namespace overpass::ctl

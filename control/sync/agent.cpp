@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
+#include "control/log.hpp"
 #include "control/sync/agent.hpp"
 
 #include <algorithm>
@@ -144,7 +145,7 @@ asio::awaitable<void> agent::register_host() {
     const std::string value = to_value(host_record{cfg_.vtep_ip, cfg_.vxlan_port});
     if (!co_await store_.create(key, value, lease_.get())) {
         // Left over by an earlier incarnation whose session has not expired yet.
-        std::clog << "overpassd: warning: replacing existing " << key << " (earlier run of this host?)\n";
+        OVP_LOG(WARNING, "replacing existing %s (earlier run of this host?)", key.c_str());
         co_await store_.remove(key);
         if (!co_await store_.create(key, value, lease_.get()))
             throw store_error("cannot register " + key + ": another process keeps creating it");
@@ -153,7 +154,7 @@ asio::awaitable<void> agent::register_host() {
 
 void agent::on_liveness_lost() {
     liveness_losses_++;
-    std::clog << "overpassd: warning: store session lost; re-registering host " << cfg_.host_id << '\n';
+    OVP_LOG(WARNING, "store session lost; re-registering host %s", cfg_.host_id.c_str());
     if (recovering_)
         return;
     recovering_ = true;
@@ -169,7 +170,7 @@ void agent::on_liveness_lost() {
         try {
             std::rethrow_exception(e);
         } catch (const std::exception& ex) {
-            std::clog << "overpassd: warning: re-registration failed: " << ex.what() << '\n';
+            OVP_LOG(WARNING, "re-registration failed: %s", ex.what());
         }
         recover_backoff_ = std::min<std::chrono::milliseconds>(
             std::chrono::seconds(10), std::max<std::chrono::milliseconds>(std::chrono::milliseconds(250), 2 * recover_backoff_));
@@ -190,8 +191,8 @@ asio::awaitable<void> agent::recover_liveness() {
         ops.push_back(txn_op::create(ep.name_key, format_ipv4(ep.info.ip), lease_.get()));
         const txn_result r = co_await store_.txn(std::move(ops));
         if (!r.succeeded)
-            std::clog << "overpassd: warning: address " << format_ipv4(ep.info.ip) << " or name of endpoint "
-                      << ep.info.name << " was claimed by another host while this host's session was lost\n";
+            OVP_LOG(WARNING, "address %s or name of endpoint %s was claimed by another host while this host's session was lost",
+                    format_ipv4(ep.info.ip).c_str(), ep.info.name.c_str());
     }
 }
 
@@ -207,7 +208,7 @@ asio::awaitable<void> agent::shutdown() {
         try {
             co_await lease_->release();   // deletes the host key and the endpoint keys
         } catch (const std::exception& e) {
-            std::clog << "overpassd: warning: releasing the store session: " << e.what() << '\n';
+            OVP_LOG(WARNING, "releasing the store session: %s", e.what());
         }
         retire_lease();
     }
@@ -504,7 +505,7 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
             undo.push_back(txn_op::remove(ep.name_key));
             co_await store_.txn(std::move(undo));
         } catch (const std::exception& e) {
-            std::clog << "overpassd: warning: rollback of " << ep.key << ": " << e.what() << '\n';
+            OVP_LOG(WARNING, "rollback of %s: %s", ep.key.c_str(), e.what());
         }
         throw *failure;
     }

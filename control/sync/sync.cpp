@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
+#include "control/log.hpp"
 #include "control/sync/sync.hpp"
 
 #include <cctype>
@@ -202,7 +203,7 @@ void sync_engine::stop() { watch_.reset(); }
 void sync_engine::on_snapshot(const kv_snapshot& snap) {
     if (store_failing_) {
         // Said once per outage, so that an operator reading the log sees it ended.
-        std::clog << "overpassd: store sync: store reachable again, resynced at revision " << snap.revision << '\n';
+        OVP_LOG(NOTICE, "store sync: store reachable again, resynced at revision %" PRIu64, snap.revision);
         store_failing_ = false;
     }
     last_sync_ = std::chrono::steady_clock::now();
@@ -269,7 +270,7 @@ void sync_engine::log_limited(const std::string& line) {
         logged_in_window_ = 0;
     }
     if (++logged_in_window_ <= 10)
-        std::clog << "overpassd: warning: " << line << '\n';
+        OVP_LOG(WARNING, "%s", line.c_str());
 }
 
 } // namespace overpass::ctl

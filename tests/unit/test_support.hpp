@@ -121,6 +121,11 @@ public:
     sizes size() const noexcept override { return {}; }
     int network_slot(uint32_t) const noexcept override { return 0; }
     int vtep_slot(rte_be32_t) const noexcept override { return 0; }
+    std::vector<vtep_view> vteps() const override { return {}; }
+    std::vector<network_view> networks() const override { return {}; }
+    const ctl::table_limits& limits() const noexcept override { return limits_; }
+    void on_slot_taken(std::function<void(slot_kind, uint16_t)>) override {}
+    ctl::table_limits limits_{};
 
 private:
     int record(std::string line) {
