@@ -752,7 +752,8 @@ update_result run_updates(const options& o, const run_ports& rp, loaded_tables& 
                     rc = lt.tw->upsert_remote_endpoint(vni, ip_of(k), mac_of(k), vteps[where[k]]);
                     present[k] = rc == 0;
                 }
-                failed += rc != 0;
+                if (rc != 0 && failed++ == 0)
+                    std::cerr << "dp_bench: table update " << n << " failed: " << std::strerror(-rc) << '\n';
             }
             lt.tw->reclaim();
         }
@@ -807,6 +808,8 @@ int main(int argc, char** argv) {
         eal.push_back("-m");
         eal.push_back("1024");
         eal.push_back("--no-shconf");
+    } else {
+        eal.push_back("--in-memory");   // no hugepage files left behind, even when killed
     }
     std::vector<char*> eal_argv;
     for (auto& a : eal)
