@@ -195,6 +195,58 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
     return udp->dst_port == RTE_BE16(53);
 }
 
+/// Known unicast of one burst: endpoints in bulk, then the VTEPs of the remote ones in
+/// bulk (bursts spread over many VTEPs, where a last-key cache mostly misses). Unknown
+/// unicast is appended to `bum` for flooding.
+void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
+                   const vni_mac_key* keys, uint16_t n_uni, rte_mbuf** bum, uint16_t& n_bum) noexcept {
+    const void* key_ptrs[max_burst];
+    void* data[max_burst];
+    uint64_t hits = 0;
+    for (uint16_t i = 0; i < n_uni; i++)
+        key_ptrs[i] = &keys[i];
+    rte_hash_lookup_bulk_data(w.tables->endpoints, key_ptrs, n_uni, &hits, data);
+
+    // Stage 2: where each packet goes; remote ones collect their VTEP address.
+    rte_mbuf* remote[max_burst];
+    rte_be32_t vtep_ips[max_burst];
+    uint16_t n_remote = 0;
+    for (uint16_t i = 0; i < n_uni; i++) {
+        rte_mbuf* m = uni[i];
+        if (((hits >> i) & 1) == 0) {
+            bum[n_bum++] = m;   // unknown unicast is flooded
+            continue;
+        }
+        const auto* ep = static_cast<const endpoint_entry*>(data[i]);
+        if (ep->where == endpoint_entry::location::local) {
+            if (ep->port_id == rx_port)
+                drop(w, rx_port, m, drop_reason::hairpin);
+            else
+                tx_enqueue(w, ep->port_id, m);
+            continue;
+        }
+        vtep_ips[n_remote] = ep->vtep_ip_be;
+        remote[n_remote++] = m;
+    }
+    if (n_remote == 0)
+        return;
+
+    // Stage 3: the VTEPs, in bulk, then encapsulation.
+    void* vtep_data[max_burst];
+    uint64_t vtep_hits = 0;
+    for (uint16_t i = 0; i < n_remote; i++)
+        key_ptrs[i] = &vtep_ips[i];
+    rte_hash_lookup_bulk_data(w.tables->vteps, key_ptrs, n_remote, &vtep_hits, vtep_data);
+    for (uint16_t i = 0; i < n_remote; i++) {
+        const auto* vtep = ((vtep_hits >> i) & 1) ? static_cast<const vtep_entry*>(vtep_data[i]) : nullptr;
+        if (vtep == nullptr || !vtep->resolved) {
+            drop(w, rx_port, remote[i], drop_reason::vtep_unresolved);
+            continue;
+        }
+        encap_and_send(w, cfg, rx_port, remote[i], *vtep, seg);
+    }
+}
+
 } // namespace
 
 void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf** pkts,
@@ -273,42 +325,8 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         uni[n_uni++] = m;
     }
 
-    if (n_uni != 0) {
-        const void* key_ptrs[max_burst];
-        void* data[max_burst];
-        uint64_t hits = 0;
-        for (uint16_t i = 0; i < n_uni; i++)
-            key_ptrs[i] = &keys[i];
-        rte_hash_lookup_bulk_data(w.tables->endpoints, key_ptrs, n_uni, &hits, data);
-
-        const vtep_entry* last_vtep = nullptr;   // last-key cache: bursts go to few VTEPs
-        for (uint16_t i = 0; i < n_uni; i++) {
-            rte_mbuf* m = uni[i];
-            if (((hits >> i) & 1) == 0) {
-                bum[n_bum++] = m;   // unknown unicast is flooded
-                continue;
-            }
-            const auto* ep = static_cast<const endpoint_entry*>(data[i]);
-            if (ep->where == endpoint_entry::location::local) {
-                if (ep->port_id == rx_port)
-                    drop(w, rx_port, m, drop_reason::hairpin);
-                else
-                    tx_enqueue(w, ep->port_id, m);
-                continue;
-            }
-            if (last_vtep == nullptr || last_vtep->ip_be != ep->vtep_ip_be) {
-                void* v = nullptr;
-                last_vtep = rte_hash_lookup_data(w.tables->vteps, &ep->vtep_ip_be, &v) >= 0
-                                ? static_cast<const vtep_entry*>(v)
-                                : nullptr;
-            }
-            if (last_vtep == nullptr || !last_vtep->resolved) {
-                drop(w, rx_port, m, drop_reason::vtep_unresolved);
-                continue;
-            }
-            encap_and_send(w, cfg, rx_port, m, *last_vtep, *seg);
-        }
-    }
+    if (n_uni != 0)
+        unicast_burst(w, cfg, rx_port, *seg, uni, keys, n_uni, bum, n_bum);
 
     flood_vteps fv;
     for (uint16_t i = 0; i < n_bum; i++)
