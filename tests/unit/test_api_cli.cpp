@@ -256,11 +256,28 @@ TEST_F(api_cli_test, hosts_and_stats) {
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("hostA"), std::string::npos);
     EXPECT_NE(r.out.find("198.18.0.1"), std::string::npos);
-    r = cli({"stats"});
+    r = cli({"stats", "--json"});
     ASSERT_EQ(r.code, 0) << r.err;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["workers"], 1);
     EXPECT_EQ(j["control"]["host"], "hostA");
+    // The tables: this fake daemon has only the control section.
+    r = cli({"stats"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out.rfind("host hostA  vtep 198.18.0.1  registered  0 local endpoints  store revision ", 0), 0u)
+        << r.out;
+    EXPECT_FALSE(nlohmann::json::accept(r.out));
+    // --watch into a non-terminal: successive tables separated by a blank line, no ANSI codes.
+    r = cli({"stats", "--watch", "--interval", "0.1", "--count", "3"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out.find('\033'), std::string::npos);
+    size_t frames = 0;
+    for (size_t at = r.out.find("overpass stats every 0.1s, "); at != std::string::npos;
+         at = r.out.find("overpass stats every 0.1s, ", at + 1)) {
+        EXPECT_TRUE(at == 0 || r.out.compare(at - 2, 2, "\n\n") == 0) << r.out;
+        frames++;
+    }
+    EXPECT_EQ(frames, 3u) << r.out;
 }
 
 TEST_F(api_cli_test, bad_requests_are_answered_not_fatal) {
@@ -323,4 +340,184 @@ TEST(cli, errors_are_one_line_and_non_zero) {
     EXPECT_EQ(r.code, 0);
     EXPECT_NE(r.out.find("network create"), std::string::npos);
     EXPECT_TRUE(r.err.empty());
+}
+
+// ---- overpass stats: the tables ----
+
+namespace {
+
+// One GET /v1/stats answer, as the daemon shapes it (plus a field the CLI does not know).
+nlohmann::json stats_sample() {
+    return nlohmann::json::parse(R"({
+      "drops": {"no_route": 12, "tx_full": 0, "unknown_vtep": 3400, "port_unbound": 12},
+      "ports": [
+        {"port": 0, "name": "net_af_packet0", "kind": "uplink", "endpoint": "", "detail": "eth0",
+         "rx_packets": 1234567, "rx_bytes": 1850000000, "tx_packets": 999, "tx_bytes": 12500000, "drops": 0},
+        {"port": 1, "name": "net_tap1", "kind": "tap", "endpoint": "app1", "detail": "",
+         "rx_packets": 10, "rx_bytes": 980, "tx_packets": 20, "drops": 2, "future_counter": 7}
+      ],
+      "workers": [
+        {"lcore": 1, "packets": 2000000, "busy_polls": 5, "idle_polls": 6, "sleeps": 0, "tx_flushes": 1500,
+         "exceptions": 3, "busy_cycles": 250, "idle_cycles": 750},
+        {"lcore": 2, "packets": 0, "tx_flushes": 0, "exceptions": 0}
+      ],
+      "networks": [{"network": "overlay-net", "vni": 4096, "encap_packets": 100, "encap_bytes": 150000,
+                    "decap_packets": 90, "decap_bytes": 135000, "flood_packets": 4}],
+      "vteps": [
+        {"vtep": "198.18.0.2", "resolved": true, "tx_packets": 100, "tx_bytes": 150000, "rx_packets": 90,
+         "rx_bytes": 135000, "last_seen_seconds": 1.5},
+        {"vtep": "198.18.0.3", "resolved": false, "tx_packets": 0, "tx_bytes": 0, "rx_packets": 0, "rx_bytes": 0,
+         "last_seen_seconds": null}
+      ],
+      "tables": {"endpoints": 3, "addresses": 5, "networks": 1, "vteps": 2, "ports": 2, "retire_backlog": 0},
+      "slow_path": {"arp_requests_sent": 2, "dns_queries": 0},
+      "control": {"host": "hostA", "vtep": "198.18.0.1", "registered": true, "local_endpoints": 1,
+                  "liveness_losses": 0, "sync": {"applied_revision": 42, "errors": 0}}
+    })");
+}
+
+} // namespace
+
+TEST(stats_table, human_numbers) {
+    using namespace overpass::cli;
+    EXPECT_EQ(human_count(0), "0");
+    EXPECT_EQ(human_count(999), "999");
+    EXPECT_EQ(human_count(1000), "1.0k");
+    EXPECT_EQ(human_count(1234), "1.2k");
+    EXPECT_EQ(human_count(123456), "123k");
+    EXPECT_EQ(human_count(999999), "1.0M");   // not "1000k"
+    EXPECT_EQ(human_count(3.4e9), "3.4G");
+    EXPECT_EQ(human_count(0.5), "0.5");   // a slow rate
+    EXPECT_EQ(human_count(-1), "-");
+    EXPECT_EQ(human_bytes(512), "512 B");
+    EXPECT_EQ(human_bytes(12.5e6), "12.5 MB");
+    EXPECT_EQ(human_bits_per_second(0), "0 bit/s");
+    EXPECT_EQ(human_bits_per_second(9.87e9), "9.9 Gbit/s");
+}
+
+TEST(stats_table, cumulative) {
+    const std::string t = overpass::cli::render_stats(stats_sample(), nullptr, 0);
+    EXPECT_EQ(t, R"(host hostA  vtep 198.18.0.1  registered  1 local endpoints  store revision 42
+
+PORTS
+NAME            KIND    ENDPOINT  RX PKTS  RX BYTES  TX PKTS  TX BYTES  DROPS
+net_af_packet0  uplink  -            1.2M    1.9 GB      999   12.5 MB      0
+net_tap1        tap     app1           10     980 B       20         -      2
+
+NETWORKS
+NETWORK       VNI  ENCAP PKTS  ENCAP BYTES  DECAP PKTS  DECAP BYTES  FLOOD PKTS
+overlay-net  4096         100       150 kB          90       135 kB           4
+
+VTEPS
+VTEP        RESOLVED  TX PKTS  TX BYTES  RX PKTS  RX BYTES  LAST SEEN
+198.18.0.2  yes           100    150 kB       90    135 kB   1.5s ago
+198.18.0.3  no              0       0 B        0       0 B      never
+
+WORKERS
+LCORE  PACKETS   BUSY  TX FLUSHES  EXCEPTIONS
+    1     2.0M  25.0%        1.5k           3
+    2        0      -           0           0
+
+DROPS
+REASON        COUNT
+unknown_vtep   3.4k
+no_route         12
+port_unbound     12
+
+tables: addresses 5  endpoints 3  networks 1  ports 2  retire backlog 0  vteps 2
+slow path: arp requests sent 2
+)");
+}
+
+TEST(stats_table, watch_rates_over_the_interval) {
+    const nlohmann::json prev = stats_sample();
+    nlohmann::json cur = prev;
+    // 2 s later: the uplink received 20k packets (30 MB), lcore 1 was busy 600 of 1000 cycles.
+    cur["ports"][0]["rx_packets"] = 1234567 + 20000;
+    cur["ports"][0]["rx_bytes"] = 1850000000 + 30000000;
+    cur["ports"][0]["tx_packets"] = 999 + 5;
+    cur["ports"][0]["tx_bytes"] = 12500000 + 500;
+    cur["workers"][0]["packets"] = 2000000 + 20005;
+    cur["workers"][0]["busy_cycles"] = 250 + 600;
+    cur["workers"][0]["idle_cycles"] = 750 + 400;
+    cur["drops"]["no_route"] = 12 + 8;
+    cur["vteps"][0]["tx_packets"] = 5;   // counters went back: the daemon restarted, no rate
+    cur["vteps"].push_back({{"vtep", "198.18.0.9"}, {"tx_packets", 1}});   // new: no previous sample
+
+    const std::string t = overpass::cli::render_stats(cur, prev, 2.0);
+    EXPECT_NE(t.find("NAME            KIND    ENDPOINT  RX PKTS  RX BYTES  TX PKTS  TX BYTES  DROPS  RX PPS  "
+                     "  RX BIT/S  TX PPS    TX BIT/S\n"
+                     "net_af_packet0  uplink  -            1.3M    1.9 GB     1.0k   12.5 MB      0   10.0k  "
+                     "120 Mbit/s     2.5  2.0 kbit/s\n"
+                     "net_tap1        tap     app1           10     980 B       20         -      2       0  "
+                     "   0 bit/s       0           -\n"),
+              std::string::npos)
+        << t;
+    EXPECT_NE(t.find("LCORE  PACKETS    PPS   BUSY  TX FLUSHES  EXCEPTIONS\n"
+                     "    1     2.0M  10.0k  60.0%        1.5k           3\n"
+                     "    2        0      0      -           0           0\n"),
+              std::string::npos)
+        << t;
+    EXPECT_NE(t.find("REASON        COUNT  PER SEC\n"
+                     "unknown_vtep   3.4k        0\n"
+                     "no_route         20        4\n"
+                     "port_unbound     12        0\n"),
+              std::string::npos)
+        << t;
+    EXPECT_NE(t.find("198.18.0.2  yes             5    150 kB       90    135 kB   1.5s ago       -"),
+              std::string::npos)
+        << t;
+    EXPECT_NE(t.find("198.18.0.9  -               1         -        -         -          -       -"),
+              std::string::npos)
+        << t;
+
+    // The first sample of --watch: the rate columns are there, without values yet.
+    const std::string first = overpass::cli::render_stats(prev, nullptr, 2.0);
+    EXPECT_NE(first.find("net_af_packet0  uplink  -            1.2M    1.9 GB      999   12.5 MB      0       -"
+                         "         -       -         -\n"),
+              std::string::npos)
+        << first;
+    EXPECT_NE(first.find("    1     2.0M    -  25.0%        1.5k           3\n"), std::string::npos) << first;
+}
+
+TEST(stats_table, tolerates_missing_and_odd_sections) {
+    using overpass::cli::render_stats;
+    EXPECT_EQ(render_stats(nlohmann::json::object(), nullptr, 0), "");
+    EXPECT_EQ(render_stats(nlohmann::json::array(), nullptr, 2), "");
+    EXPECT_EQ(render_stats({{"workers", 1}, {"ports", "x"}, {"drops", {{"a", 0}, {"b", "x"}}}}, nullptr, 0),
+              "DROPS: none\n");
+    const nlohmann::json odd = {{"ports", {1, {{"name", "p"}, {"rx_packets", -3}, {"tx_packets", 1.5e3}}}},
+                                {"control", {{"sync", 5}}}};
+    EXPECT_EQ(render_stats(odd, {{"ports", {{{"name", "p"}}}}}, 1),
+              "PORTS\n"
+              "NAME  KIND  ENDPOINT  RX PKTS  RX BYTES  TX PKTS  TX BYTES  DROPS  RX PPS  RX BIT/S  TX PPS  TX BIT/S\n"
+              "p     -     -               -         -     1.5k         -      -       -         -       -"
+              "         -\n");
+}
+
+TEST(stats_table, bad_arguments_are_usage_errors) {
+    auto run = [](std::vector<std::string> args) {
+        args.insert(args.begin(), {"-H", "unix:///nonexistent/overpass.sock", "stats"});
+        std::ostringstream out, err;
+        const int code = overpass::cli::run(args, "", out, err);
+        return cli_result{code, out.str(), err.str()};
+    };
+    const std::pair<std::vector<std::string>, std::string> cases[] = {
+        {{"--watch", "--interval", "0"}, "--interval must be between 0.1 and 86400 seconds, got \"0\""},
+        {{"--watch", "--interval", "abc"}, "--interval needs a number of seconds, got \"abc\""},
+        {{"--watch", "--interval=-1"}, "--interval needs a number of seconds, got \"-1\""},
+        {{"--watch", "--interval"}, "flag --interval needs a value"},
+        {{"--watch", "--count", "0"}, "--count must be at least 1"},
+        {{"--interval", "1"}, "--interval needs --watch"},
+        {{"--json", "--watch"}, "--json and --watch cannot be combined"},
+        {{"--watch=yes"}, "flag --watch takes no value"},
+        {{"--top"}, "unknown flag --top for \"stats\" (see overpass --help)"},
+        {{"ports"}, "\"stats\" takes no arguments, got \"ports\""},
+    };
+    for (const auto& [args, message] : cases) {
+        const auto r = run(args);
+        EXPECT_EQ(r.code, 2) << message;
+        EXPECT_EQ(r.err, "overpass: " + message + "\n");
+        EXPECT_TRUE(r.out.empty());
+    }
 }

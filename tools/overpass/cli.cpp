@@ -7,10 +7,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <ctime>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 #include <utility>
 
 #include <boost/asio/connect.hpp>
@@ -53,7 +58,13 @@ Commands:
   endpoint detach [--network NET] NAME
   endpoint ls
   host ls
-  stats
+  stats [--json]
+  stats --watch [--interval SECONDS] [--count N]
+
+stats prints the daemon's counters as tables (ports, networks, VTEPs, workers, drops);
+--json prints the raw JSON of GET /v1/stats instead. --watch refreshes the tables like
+top every --interval seconds (default 2, at least 0.1) with per-second rates, until
+Ctrl-C or after --count refreshes.
 )";
 
 // ---- HTTP over the unix socket ----
@@ -119,7 +130,9 @@ struct parsed_args {
 };
 
 /// Flags that take no value.
-bool is_switch(const std::string& name) { return name == "--allow-overlap"; }
+bool is_switch(const std::string& name) {
+    return name == "--allow-overlap" || name == "--json" || name == "--watch";
+}
 
 parsed_args parse(const std::vector<std::string>& args, size_t from, std::initializer_list<const char*> known,
                   const std::string& cmd) {
@@ -196,6 +209,239 @@ void print_table(std::ostream& out, const std::vector<std::vector<std::string>>&
         }
         out << line << '\n';
     }
+}
+
+// ---- stats tables ----
+
+std::string fixed(double v, int decimals) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+}
+
+/// Scales by 1000 while the number would print as 1000 or more: 999, 1.2k, 12.3k, 123k.
+std::string human(double v, std::initializer_list<const char*> units) {
+    if (!std::isfinite(v) || v < 0)
+        return "-";
+    const std::vector<const char*> u(units);
+    size_t i = 0;
+    while (i + 1 < u.size() && v >= 999.5) {
+        v /= 1000;
+        i++;
+    }
+    std::string n;
+    if (i == 0)
+        n = v == std::floor(v) || v >= 9.95 ? fixed(v, 0) : fixed(v, 1);
+    else
+        n = v < 99.95 ? fixed(v, 1) : fixed(v, 0);
+    return n + u[i];
+}
+
+const json* member(const json& j, const char* k) {
+    if (!j.is_object())
+        return nullptr;
+    const auto it = j.find(k);
+    return it == j.end() ? nullptr : &*it;
+}
+
+/// A counter: a non-negative number, else nullopt.
+std::optional<uint64_t> counter(const json& j, const char* k) {
+    const json* v = member(j, k);
+    if (v == nullptr)
+        return std::nullopt;
+    if (v->is_number_unsigned())
+        return v->get<uint64_t>();
+    if (v->is_number_integer())
+        return v->get<int64_t>() >= 0 ? std::optional<uint64_t>(static_cast<uint64_t>(v->get<int64_t>()))
+                                      : std::nullopt;
+    if (v->is_number_float()) {
+        const double d = v->get<double>();
+        if (std::isfinite(d) && d >= 0 && d < 1.8e19)
+            return static_cast<uint64_t>(d);
+    }
+    return std::nullopt;
+}
+
+/// The rows of the array `section`, objects only (a missing or mistyped section has none).
+std::vector<const json*> rows_of(const json& j, const char* section) {
+    std::vector<const json*> r;
+    const json* a = member(j, section);
+    if (a != nullptr && a->is_array())
+        for (const auto& e : *a)
+            if (e.is_object())
+                r.push_back(&e);
+    return r;
+}
+
+/// The row of `prev`'s `section` with the same values of `keys` as `row` (a key missing
+/// in both matches), or nullptr.
+const json* same_row(const json& prev, const char* section, std::initializer_list<const char*> keys,
+                     const json& row) {
+    for (const json* p : rows_of(prev, section)) {
+        const bool all = std::all_of(keys.begin(), keys.end(), [&](const char* k) {
+            const json* a = member(row, k);
+            const json* b = member(*p, k);
+            return a == nullptr ? b == nullptr : b != nullptr && *a == *b;
+        });
+        if (all)
+            return p;
+    }
+    return nullptr;
+}
+
+/// How much counter `k` grew from `prev` to `cur` (nullopt without a previous sample or
+/// after a reset).
+std::optional<uint64_t> delta(const json& cur, const json* prev, const char* k) {
+    if (prev == nullptr)
+        return std::nullopt;
+    const auto a = counter(cur, k);
+    const auto b = counter(*prev, k);
+    if (!a || !b || *a < *b)
+        return std::nullopt;
+    return *a - *b;
+}
+
+std::string text(const json& j, const char* k) {
+    const json* v = member(j, k);
+    if (v == nullptr || v->is_null())
+        return "-";
+    std::string s = v->is_string() ? v->get<std::string>() : v->dump();
+    return s.empty() ? "-" : s;
+}
+
+std::string count_cell(const json& j, const char* k) {
+    const auto v = counter(j, k);
+    return v ? human_count(static_cast<double>(*v)) : "-";
+}
+
+std::string bytes_cell(const json& j, const char* k) {
+    const auto v = counter(j, k);
+    return v ? human_bytes(static_cast<double>(*v)) : "-";
+}
+
+std::string pps_cell(const json& cur, const json* prev, const char* k, double interval) {
+    const auto d = delta(cur, prev, k);
+    return d ? human_count(static_cast<double>(*d) / interval) : "-";
+}
+
+std::string bps_cell(const json& cur, const json* prev, const char* k, double interval) {
+    const auto d = delta(cur, prev, k);
+    return d ? human_bits_per_second(static_cast<double>(*d) * 8 / interval) : "-";
+}
+
+std::string percent(uint64_t part, uint64_t whole) {
+    if (whole == 0)
+        return "-";
+    return fixed(100.0 * static_cast<double>(part) / static_cast<double>(whole), 1) + "%";
+}
+
+std::string seconds_ago(const json& j, const char* k) {
+    const json* v = member(j, k);
+    if (v == nullptr)
+        return "-";
+    if (v->is_null())
+        return "never";
+    if (!v->is_number())
+        return "-";
+    const double s = v->get<double>();
+    if (!std::isfinite(s) || s < 0)
+        return "-";
+    if (s < 10)
+        return fixed(s, 1) + "s ago";
+    if (s < 60)
+        return fixed(std::floor(s), 0) + "s ago";
+    if (s < 3600)
+        return fixed(std::floor(s / 60), 0) + "m ago";
+    if (s < 86400)
+        return fixed(std::floor(s / 3600), 0) + "h ago";
+    return fixed(std::floor(s / 86400), 0) + "d ago";
+}
+
+/// Columns separated by two spaces, numbers right-aligned, no trailing blanks.
+struct text_table {
+    struct column {
+        std::string head;
+        bool right;
+    };
+    std::vector<column> cols;
+    std::vector<std::vector<std::string>> rows;
+
+    void render(std::string& out) const {
+        std::vector<size_t> width(cols.size());
+        for (size_t i = 0; i < cols.size(); i++)
+            width[i] = cols[i].head.size();
+        for (const auto& r : rows)
+            for (size_t i = 0; i < r.size() && i < cols.size(); i++)
+                width[i] = std::max(width[i], r[i].size());
+        auto line = [&](auto cell) {
+            std::string l;
+            for (size_t i = 0; i < cols.size(); i++) {
+                const std::string& c = cell(i);
+                const std::string pad(width[i] - c.size(), ' ');
+                if (i > 0)
+                    l += "  ";
+                l += cols[i].right ? pad + c : c + pad;
+            }
+            while (!l.empty() && l.back() == ' ')
+                l.pop_back();
+            out += l + '\n';
+        };
+        line([&](size_t i) -> const std::string& { return cols[i].head; });
+        static const std::string none = "-";
+        for (const auto& r : rows)
+            line([&](size_t i) -> const std::string& { return i < r.size() ? r[i] : none; });
+    }
+};
+
+/// "title: key value  key value" for the numbers and strings of an object ("a_b" as "a b").
+std::string summary(const char* title, const json& j, bool nonzero_only) {
+    if (!j.is_object())
+        return "";
+    std::string l;
+    for (const auto& [k, v] : j.items()) {
+        if (!(v.is_number() || v.is_string() || v.is_boolean()))
+            continue;
+        if (nonzero_only && v.is_number() && v == 0)
+            continue;
+        std::string name = k;
+        std::replace(name.begin(), name.end(), '_', ' ');
+        l += (l.empty() ? "" : "  ") + name + ' ' + (v.is_string() ? v.get<std::string>() : v.dump());
+    }
+    return std::string(title) + ": " + (l.empty() ? "none" : l) + '\n';
+}
+
+void section(std::string& out, const char* title, const text_table& t) {
+    if (t.rows.empty())
+        return;
+    if (!out.empty())
+        out += '\n';
+    out += title;
+    out += '\n';
+    t.render(out);
+}
+
+std::string control_line(const json& c) {
+    if (!c.is_object())
+        return "";
+    std::string l;
+    auto add = [&](const std::string& s) { l += (l.empty() ? "" : "  ") + s; };
+    if (member(c, "host") != nullptr)
+        add("host " + text(c, "host"));
+    if (member(c, "vtep") != nullptr)
+        add("vtep " + text(c, "vtep"));
+    if (const json* r = member(c, "registered"); r != nullptr && r->is_boolean())
+        add(r->get<bool>() ? "registered" : "NOT REGISTERED");
+    if (const auto n = counter(c, "local_endpoints"))
+        add(std::to_string(*n) + " local endpoints");
+    if (const auto n = counter(c, "liveness_losses"); n && *n > 0)
+        add(std::to_string(*n) + " liveness losses");
+    if (const json* s = member(c, "sync"); s != nullptr && s->is_object()) {
+        if (const auto rev = counter(*s, "applied_revision"))
+            add("store revision " + std::to_string(*rev));
+        if (const auto e = counter(*s, "errors"); e && *e > 0)
+            add(std::to_string(*e) + " sync errors");
+    }
+    return l.empty() ? "" : l + '\n';
 }
 
 // ---- commands ----
@@ -286,7 +532,132 @@ int endpoint_cmd(client& c, const std::vector<std::string>& args, size_t at, std
     throw usage_error("unknown command \"" + cmd + "\" (see overpass --help)");
 }
 
-int dispatch(const std::vector<std::string>& args, const std::string& env_host, std::ostream& out) {
+volatile std::sig_atomic_t interrupted = 0;
+
+extern "C" void on_sigint(int) { interrupted = 1; }
+
+/// Catches SIGINT for its lifetime (no SA_RESTART: a sleep or read returns early).
+struct sigint_guard {
+    struct sigaction old {};
+    sigint_guard() {
+        interrupted = 0;
+        struct sigaction sa {};
+        sa.sa_handler = on_sigint;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old);
+    }
+    ~sigint_guard() { sigaction(SIGINT, &old, nullptr); }
+    sigint_guard(const sigint_guard&) = delete;
+    sigint_guard& operator=(const sigint_guard&) = delete;
+};
+
+/// Seconds: digits with an optional fraction ("2", "0.5"), from 0.1 to a day.
+double interval_arg(const std::string& v) {
+    const bool well_formed =
+        !v.empty() && v.size() <= 12 && std::count(v.begin(), v.end(), '.') <= 1 &&
+        std::any_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        std::all_of(v.begin(), v.end(), [](char c) { return c == '.' || (c >= '0' && c <= '9'); });
+    if (!well_formed)
+        throw usage_error("--interval needs a number of seconds, got \"" + v + "\"");
+    const double s = std::strtod(v.c_str(), nullptr);
+    if (!(s >= 0.1 && s <= 86400))
+        throw usage_error("--interval must be between 0.1 and 86400 seconds, got \"" + v + "\"");
+    return s;
+}
+
+std::string local_time() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    return buf;
+}
+
+int stats_cmd(client& c, const std::vector<std::string>& args, size_t at, std::ostream& out, bool tty) {
+    const std::string cmd = "stats";
+    const auto p = parse(args, at, {"--json", "--watch", "--interval", "--count"}, cmd);
+    no_positional(p, cmd);
+    const bool watch = p.flags.contains("watch");
+    const double interval = p.flags.contains("interval") ? interval_arg(p.flags.at("interval")) : 2.0;
+    uint32_t count = 0;   // 0: until SIGINT
+    if (p.flags.contains("count")) {
+        count = number("count", p.flags.at("count"));
+        if (count == 0)
+            throw usage_error("--count must be at least 1");
+    }
+    if (!watch) {
+        for (const char* f : {"interval", "count"})
+            if (p.flags.contains(f))
+                throw usage_error(std::string("--") + f + " needs --watch");
+        const json j = c.request(http::verb::get, "/v1/stats");
+        if (p.flags.contains("json"))
+            out << j.dump(4) << '\n';
+        else
+            out << render_stats(j, nullptr, 0);
+        return 0;
+    }
+    if (p.flags.contains("json"))
+        throw usage_error("--json and --watch cannot be combined");
+
+    using clock = std::chrono::steady_clock;
+    const auto period = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(interval));
+    std::string every = fixed(interval, 3);   // "2", "0.5", "0.25"
+    while (every.back() == '0')
+        every.pop_back();
+    if (every.back() == '.')
+        every.pop_back();
+    sigint_guard guard;
+    json prev;
+    clock::time_point prev_at{};
+    clock::time_point next = clock::now();
+    for (uint32_t n = 0; count == 0 || n < count; n++) {
+        if (n > 0) {
+            next += period;
+            for (auto now = clock::now(); !interrupted && now < next; now = clock::now())
+                std::this_thread::sleep_for(std::min<clock::duration>(next - now, std::chrono::milliseconds(50)));
+            if (clock::now() > next + period)   // fell behind (a slow answer): no catching up
+                next = clock::now();
+        }
+        if (interrupted)
+            break;
+        json cur;
+        try {
+            cur = c.request(http::verb::get, "/v1/stats");
+        } catch (const cli_error&) {
+            if (interrupted)   // the signal cut the request short
+                break;
+            throw;
+        }
+        const auto at_time = clock::now();
+        const double measured = prev.is_null() ? interval : std::chrono::duration<double>(at_time - prev_at).count();
+        const std::string frame =
+            "overpass stats every " + every + "s, " + local_time() +
+            (count == 0 ? " (Ctrl-C to quit)" : "") + "\n\n" +
+            render_stats(cur, prev, measured > 0 ? measured : interval);
+        if (tty) {
+            // Home and redraw in place, erasing each line's and the screen's leftovers.
+            std::string screen = n == 0 ? "\033[H\033[2J" : "\033[H";
+            for (size_t b = 0, e; b < frame.size(); b = e + 1) {
+                e = frame.find('\n', b);
+                if (e == std::string::npos)
+                    e = frame.size();
+                screen += frame.substr(b, e - b) + "\033[K\n";
+            }
+            out << screen << "\033[J";
+        } else {
+            out << (n > 0 ? "\n" : "") << frame;
+        }
+        out.flush();
+        if (!out)
+            return 1;
+        prev = std::move(cur);
+        prev_at = at_time;
+    }
+    return 0;
+}
+
+int dispatch(const std::vector<std::string>& args, const std::string& env_host, std::ostream& out, bool out_is_tty) {
     std::string host = env_host.empty() ? default_host : env_host;
     size_t at = 0;
     while (at < args.size() && args[at].starts_with("-")) {
@@ -320,15 +691,12 @@ int dispatch(const std::vector<std::string>& args, const std::string& env_host, 
         return network_cmd(c, args, at + 1, out);
     if (cmd == "endpoint")
         return endpoint_cmd(c, args, at + 1, out);
-    if (cmd == "host" || cmd == "stats") {
-        const bool is_host = cmd == "host";
-        if (is_host && (at + 1 >= args.size() || (args[at + 1] != "ls" && args[at + 1] != "list")))
+    if (cmd == "stats")
+        return stats_cmd(c, args, at + 1, out, out_is_tty);
+    if (cmd == "host") {
+        if (at + 1 >= args.size() || (args[at + 1] != "ls" && args[at + 1] != "list"))
             throw usage_error("\"host\" needs the subcommand ls");
-        no_positional(parse(args, at + (is_host ? 2 : 1), {}, cmd), cmd);
-        if (!is_host) {
-            out << c.request(http::verb::get, "/v1/stats").dump(4) << '\n';
-            return 0;
-        }
+        no_positional(parse(args, at + 2, {}, cmd), cmd);
         std::vector<std::vector<std::string>> rows{{"HOST ID", "VTEP", "VXLAN PORT"}};
         for (const auto& h : c.request(http::verb::get, "/v1/hosts"))
             rows.push_back({str(h, "id"), str(h, "vtep"), str(h, "vxlan_port")});
@@ -340,9 +708,159 @@ int dispatch(const std::vector<std::string>& args, const std::string& env_host, 
 
 } // namespace
 
-int run(const std::vector<std::string>& args, const std::string& env_host, std::ostream& out, std::ostream& err) {
+std::string human_count(double v) { return human(v, {"", "k", "M", "G", "T", "P", "E"}); }
+std::string human_bytes(double v) { return human(v, {" B", " kB", " MB", " GB", " TB", " PB", " EB"}); }
+std::string human_bits_per_second(double v) {
+    return human(v, {" bit/s", " kbit/s", " Mbit/s", " Gbit/s", " Tbit/s", " Pbit/s"});
+}
+
+std::string render_stats(const json& cur, const json& prev, double interval_seconds) {
+    const bool watch = std::isfinite(interval_seconds) && interval_seconds > 0;
+    const double dt = interval_seconds;
+    static const json none;
+    auto sub = [](const json& j, const char* k) -> const json& {
+        const json* v = member(j, k);
+        return v != nullptr ? *v : none;
+    };
+    std::string out = control_line(sub(cur, "control"));
+
+    text_table ports{{{"NAME", false},
+                      {"KIND", false},
+                      {"ENDPOINT", false},
+                      {"RX PKTS", true},
+                      {"RX BYTES", true},
+                      {"TX PKTS", true},
+                      {"TX BYTES", true},
+                      {"DROPS", true}},
+                     {}};
+    if (watch)
+        ports.cols.insert(ports.cols.end(),
+                          {{"RX PPS", true}, {"RX BIT/S", true}, {"TX PPS", true}, {"TX BIT/S", true}});
+    for (const json* r : rows_of(cur, "ports")) {
+        std::vector<std::string> row{text(*r, "name"),           text(*r, "kind"),
+                                     text(*r, "endpoint"),       count_cell(*r, "rx_packets"),
+                                     bytes_cell(*r, "rx_bytes"), count_cell(*r, "tx_packets"),
+                                     bytes_cell(*r, "tx_bytes"), count_cell(*r, "drops")};
+        if (watch) {
+            const json* p = same_row(prev, "ports", {"port", "name"}, *r);
+            row.insert(row.end(), {pps_cell(*r, p, "rx_packets", dt), bps_cell(*r, p, "rx_bytes", dt),
+                                   pps_cell(*r, p, "tx_packets", dt), bps_cell(*r, p, "tx_bytes", dt)});
+        }
+        ports.rows.push_back(std::move(row));
+    }
+    section(out, "PORTS", ports);
+
+    text_table nets{{{"NETWORK", false},
+                     {"VNI", true},
+                     {"ENCAP PKTS", true},
+                     {"ENCAP BYTES", true},
+                     {"DECAP PKTS", true},
+                     {"DECAP BYTES", true},
+                     {"FLOOD PKTS", true}},
+                    {}};
+    if (watch)
+        nets.cols.insert(nets.cols.end(),
+                         {{"ENCAP PPS", true}, {"ENCAP BIT/S", true}, {"DECAP PPS", true}, {"DECAP BIT/S", true}});
+    for (const json* r : rows_of(cur, "networks")) {
+        std::vector<std::string> row{text(*r, "network"),           text(*r, "vni"),
+                                     count_cell(*r, "encap_packets"), bytes_cell(*r, "encap_bytes"),
+                                     count_cell(*r, "decap_packets"), bytes_cell(*r, "decap_bytes"),
+                                     count_cell(*r, "flood_packets")};
+        if (watch) {
+            const json* p = same_row(prev, "networks", {"vni", "network"}, *r);
+            row.insert(row.end(), {pps_cell(*r, p, "encap_packets", dt), bps_cell(*r, p, "encap_bytes", dt),
+                                   pps_cell(*r, p, "decap_packets", dt), bps_cell(*r, p, "decap_bytes", dt)});
+        }
+        nets.rows.push_back(std::move(row));
+    }
+    section(out, "NETWORKS", nets);
+
+    text_table vteps{{{"VTEP", false},
+                      {"RESOLVED", false},
+                      {"TX PKTS", true},
+                      {"TX BYTES", true},
+                      {"RX PKTS", true},
+                      {"RX BYTES", true},
+                      {"LAST SEEN", true}},
+                     {}};
+    if (watch)
+        vteps.cols.insert(vteps.cols.end(),
+                          {{"TX PPS", true}, {"TX BIT/S", true}, {"RX PPS", true}, {"RX BIT/S", true}});
+    for (const json* r : rows_of(cur, "vteps")) {
+        const json& res = sub(*r, "resolved");
+        std::vector<std::string> row{text(*r, "vtep"),
+                                     res.is_boolean() ? (res.get<bool>() ? "yes" : "no") : "-",
+                                     count_cell(*r, "tx_packets"),
+                                     bytes_cell(*r, "tx_bytes"),
+                                     count_cell(*r, "rx_packets"),
+                                     bytes_cell(*r, "rx_bytes"),
+                                     seconds_ago(*r, "last_seen_seconds")};
+        if (watch) {
+            const json* p = same_row(prev, "vteps", {"vtep"}, *r);
+            row.insert(row.end(), {pps_cell(*r, p, "tx_packets", dt), bps_cell(*r, p, "tx_bytes", dt),
+                                   pps_cell(*r, p, "rx_packets", dt), bps_cell(*r, p, "rx_bytes", dt)});
+        }
+        vteps.rows.push_back(std::move(row));
+    }
+    section(out, "VTEPS", vteps);
+
+    text_table workers{{{"LCORE", true}, {"PACKETS", true}}, {}};
+    if (watch)
+        workers.cols.push_back({"PPS", true});
+    workers.cols.insert(workers.cols.end(), {{"BUSY", true}, {"TX FLUSHES", true}, {"EXCEPTIONS", true}});
+    for (const json* r : rows_of(cur, "workers")) {
+        const json* p = watch ? same_row(prev, "workers", {"lcore"}, *r) : nullptr;
+        std::optional<uint64_t> busy, idle;
+        if (p != nullptr) {   // over the interval
+            busy = delta(*r, p, "busy_cycles");
+            idle = delta(*r, p, "idle_cycles");
+        } else {   // since the start
+            busy = counter(*r, "busy_cycles");
+            idle = counter(*r, "idle_cycles");
+        }
+        std::vector<std::string> row{text(*r, "lcore"), count_cell(*r, "packets")};
+        if (watch)
+            row.push_back(pps_cell(*r, p, "packets", dt));
+        row.insert(row.end(), {busy && idle ? percent(*busy, *busy + *idle) : "-", count_cell(*r, "tx_flushes"),
+                               count_cell(*r, "exceptions")});
+        workers.rows.push_back(std::move(row));
+    }
+    section(out, "WORKERS", workers);
+
+    if (const json& drops = sub(cur, "drops"); drops.is_object()) {
+        std::vector<std::pair<std::string, uint64_t>> nonzero;
+        for (const auto& [reason, v] : drops.items())
+            if (const auto n = counter(drops, reason.c_str()); n && *n > 0)
+                nonzero.emplace_back(reason, *n);
+        std::sort(nonzero.begin(), nonzero.end(), [](const auto& a, const auto& b) {
+            return a.second != b.second ? a.second > b.second : a.first < b.first;
+        });
+        text_table t{{{"REASON", false}, {"COUNT", true}}, {}};
+        if (watch)
+            t.cols.push_back({"PER SEC", true});
+        const json* pd = member(prev, "drops");
+        for (const auto& [reason, n] : nonzero) {
+            std::vector<std::string> row{reason, human_count(static_cast<double>(n))};
+            if (watch)
+                row.push_back(pps_cell(drops, pd, reason.c_str(), dt));
+            t.rows.push_back(std::move(row));
+        }
+        if (t.rows.empty())
+            out += std::string(out.empty() ? "" : "\n") + "DROPS: none\n";
+        else
+            section(out, "DROPS", t);
+    }
+
+    std::string tail = summary("tables", sub(cur, "tables"), false) + summary("slow path", sub(cur, "slow_path"), true);
+    if (!tail.empty())
+        out += (out.empty() ? "" : "\n") + tail;
+    return out;
+}
+
+int run(const std::vector<std::string>& args, const std::string& env_host, std::ostream& out, std::ostream& err,
+        bool out_is_tty) {
     try {
-        return dispatch(args, env_host, out);
+        return dispatch(args, env_host, out, out_is_tty);
     } catch (const usage_error& e) {
         err << "overpass: " << e.what() << '\n';
         return 2;
