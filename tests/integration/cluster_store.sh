@@ -398,7 +398,7 @@ ovp_ping_ok "app2-$id" "${EP_IP[late]}" 3 15 || fail "ping app2 (host2) -> late 
 ovp_ping_ok "app2-$id" late 3 15 || fail "ping app2 (host2) -> late by name"
 ovp_ping_ok "late-$id" app2 3 15 || fail "ping late (host1) -> app2 by name"
 for d in host1 host2; do
-    st=$(ovp_cli "$d" stats 2>/dev/null | ovp_json_get liveness_losses 2>/dev/null || echo '?')
+    st=$(ovp_cli "$d" stats --json 2>/dev/null | ovp_json_get liveness_losses 2>/dev/null || echo '?')
     ovp_info "$d liveness_losses after the outage: $st"
 done
 [[ $KIND == consul ]] && ovp_info "sessions after the outage: $(ovp_consul_sessions | tr '\n' ';')"

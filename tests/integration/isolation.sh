@@ -181,7 +181,7 @@ fi
 ovp_pass "same-subnet networks are isolated, and each works"
 
 ovp_step "drop counters (informational)"
-ovp_cli host1 stats | ovp_json_get drops || ovp_warn "no drops in stats"
+ovp_cli host1 stats --json | ovp_json_get drops || ovp_warn "no drops in stats"
 
 ovp_step "stop daemons"
 ovp_daemon_stop host2 15 || ovp_fail "host2 exit status $?"

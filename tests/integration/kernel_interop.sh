@@ -84,7 +84,7 @@ ovp_ping_ok "$kapp" "$a1ip" 3 10 || ovp_fail "ping kapp -> app1 with proxy ARP o
 ovp_pass "proxy ARP path"
 
 ovp_step "host3 and kapp removed from the store: host1 drops host3's VXLAN (unknown VTEP)"
-drops_before=$(ovp_cli host1 stats | ovp_json_get unknown_vtep 2>/dev/null || echo none)
+drops_before=$(ovp_cli host1 stats --json | ovp_json_get unknown_vtep 2>/dev/null || echo none)
 store delete "nets/$(store net-id "$net")/eps/$kip" || ovp_fail "store delete endpoint"
 store delete "hosts/host3-$id" || ovp_fail "store delete host"
 forgot() { ovp_cli_lacks host1 kapp endpoint ls && ovp_cli_lacks host1 "host3-$id" host ls; }
@@ -92,9 +92,9 @@ ovp_eventually 10 forgot || ovp_fail "host1 still lists host3/kapp after removal
 sleep 0.5
 ip -n "$kapp" neigh replace "$a1ip" lladdr "$a1mac" nud permanent dev eth0
 ovp_ping_fails "$kapp" "$a1ip" 3 || ovp_fail "host1 still accepts VXLAN from host3 after it left the store"
-drops_after=$(ovp_cli host1 stats | ovp_json_get unknown_vtep 2>/dev/null || echo none)
+drops_after=$(ovp_cli host1 stats --json | ovp_json_get unknown_vtep 2>/dev/null || echo none)
 if [[ "$drops_before" == none || "$drops_after" == none ]]; then
-    ovp_warn "stats has no unknown_vtep counter: $(ovp_cli host1 stats 2>&1 | head -c 600)"
+    ovp_warn "stats has no unknown_vtep counter: $(ovp_cli host1 stats --json 2>&1 | head -c 600)"
 elif ((drops_after - drops_before < 3)); then
     ovp_fail "unknown_vtep drops went from $drops_before to $drops_after for 3 pings from an unknown VTEP"
 else

@@ -110,7 +110,7 @@ ovp_eventually 5 both_eps host2 || ovp_fail "host2 endpoint ls: $(ovp_cli host2 
 ovp_cli host1 endpoint ls
 
 ovp_step "stats is JSON with drop counters"
-stats=$(ovp_cli host1 stats) || ovp_fail "stats: $stats"
+stats=$(ovp_cli host1 stats --json) || ovp_fail "stats: $stats"
 drops=$(ovp_json_get drops <<<"$stats") || ovp_fail "stats has no 'drops': $stats"
 ovp_info "host1 drops: $drops"
 

@@ -594,7 +594,7 @@ ovp_cli_lacks() {
 
 # Prints daemon LABEL's non-zero drop counters on one line ("reason=N ...").
 ovp_drops() {  # LABEL
-    ovp_cli "$1" stats 2>/dev/null | python3 -c '
+    ovp_cli "$1" stats --json 2>/dev/null | python3 -c '
 import json, sys
 try:
     d = json.load(sys.stdin)
