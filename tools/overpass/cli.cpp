@@ -420,7 +420,7 @@ void section(std::string& out, const char* title, const text_table& t) {
     t.render(out);
 }
 
-std::string control_line(const json& c) {
+std::string control_line(const json& c, const json& root) {
     if (!c.is_object())
         return "";
     std::string l;
@@ -438,9 +438,14 @@ std::string control_line(const json& c) {
     if (const json* s = member(c, "sync"); s != nullptr && s->is_object()) {
         if (const auto rev = counter(*s, "applied_revision"))
             add("store revision " + std::to_string(*rev));
-        if (const auto e = counter(*s, "errors"); e && *e > 0)
-            add(std::to_string(*e) + " sync errors");
+        if (const auto e = counter(*s, "store_errors"); e && *e > 0)
+            add(std::to_string(*e) + " store errors");
+        if (const auto e = counter(*s, "table_errors"); e && *e > 0)
+            add(std::to_string(*e) + " table errors");
     }
+    if (const json* st = member(root, "store"); st != nullptr && st->is_object())
+        if (const json* up = member(*st, "up"); up != nullptr && up->is_boolean() && !up->get<bool>())
+            add("STORE DOWN");
     return l.empty() ? "" : l + '\n';
 }
 
@@ -722,7 +727,7 @@ std::string render_stats(const json& cur, const json& prev, double interval_seco
         const json* v = member(j, k);
         return v != nullptr ? *v : none;
     };
-    std::string out = control_line(sub(cur, "control"));
+    std::string out = control_line(sub(cur, "control"), cur);
 
     text_table ports{{{"NAME", false},
                       {"KIND", false},
