@@ -152,6 +152,20 @@ bad_daemon "--uplink on a missing interface" "uplink|nosuchif0" 40 --host-id @HI
     --uplink net_af_packet0,iface=nosuchif0 --api "$OVP_DIR/bad9.sock" "${common[@]}"
 bad_daemon "unknown uplink driver" "uplink|net_nosuchdrv0" 40 --host-id @HID@ --vtep-ip 198.18.0.1 \
     --uplink net_nosuchdrv0 --api "$OVP_DIR/bad10.sock" "${common[@]}"
+bad_daemon "malformed --metrics" "metrics.*nonsense" 1 --host-id @HID@ --vtep-ip 198.18.0.1 \
+    --uplink net_af_packet0,iface=ul0 --api "$OVP_DIR/bad12.sock" "${common[@]}" --metrics nonsense
+bad_daemon "--metrics port out of range" "metrics.*70000" 1 --host-id @HID@ --vtep-ip 198.18.0.1 \
+    --uplink net_af_packet0,iface=ul0 --api "$OVP_DIR/bad13.sock" "${common[@]}" --metrics 127.0.0.1:70000
+# The metrics port taken by another process: found after EAL init, so EAL lines may come
+# first (warning only, as above); no API socket may be left behind.
+ovp_bg_in holder "h1-$id" python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 19555)); s.listen(); print("bound", flush=True); time.sleep(120)'
+for ((i = 0; i < 50; i++)); do grep -q bound "${OVP_LOG[holder]}" 2>/dev/null && break; sleep 0.1; done
+bad_daemon "--metrics port in use" "metrics.*19555.*listen|cannot listen" 40 --host-id @HID@ \
+    --vtep-ip 198.18.0.1 --uplink net_af_packet0,iface=ul0 --api "$OVP_DIR/bad14.sock" "${common[@]}" \
+    --metrics 127.0.0.1:19555
+ovp_stop holder 5
+unset "OVP_LOG[holder]"
 
 ovp_step "overpassd on host1"
 ovp_daemon_start host1 "h1-$id" "host1-$id" 198.18.0.1
