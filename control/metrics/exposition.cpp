@@ -132,7 +132,8 @@ void network_families(builder& b, const stats_snapshot& s) {
         {"overpass_network_decap_bytes_total", "Inner frame bytes of the network decapsulated.",
          &network_sample::decap_bytes},
         {"overpass_network_flood_packets_total",
-         "Broadcast/unknown/multicast copies sent by head-end replication (one per remote VTEP and local port).",
+         "Broadcast/unknown-unicast/multicast frames of the network flooded by head-end replication "
+         "(one per frame, however many copies it took).",
          &network_sample::flood_packets},
     };
     for (const field& f : fields) {

@@ -68,7 +68,7 @@ void read_tables(const worker_pool* workers, const table_writer& writer, const a
                 {"addresses", sz.addresses, lim.max_endpoints},
                 {"networks", sz.networks, lim.max_networks},
                 {"vteps", sz.vteps, lim.max_vteps},
-                {"ports", sz.ports, RTE_MAX_ETHPORTS}};
+                {"ports", sz.ports, RTE_MAX_ETHPORTS - 1}};   // container ports: the uplink takes one id
     s.retire_backlog = sz.retire_backlog;
 
     const std::map<uint32_t, std::string>* names = ag != nullptr ? &ag->sync().network_names() : nullptr;

@@ -4,7 +4,8 @@
 // One consistent reading of everything overpassd counts: the workers' single-writer
 // counters summed over lcores, the ports, tables, slow path, store sync and liveness.
 // /v1/stats (and so `overpass stats`), the Prometheus exposition and the DPDK telemetry
-// commands are all rendered from it, so the three can never disagree on a name or a sum.
+// commands are all rendered from it, so the three never disagree on a value (field names
+// follow each format's conventions: docs/metrics.md maps them).
 //
 // Series appear and disappear with their objects: a removed port, network or VTEP is
 // not in the next snapshot; a reused port id or stats slot starts from zero (see

@@ -3,7 +3,12 @@
 //
 // /overpass/... commands on DPDK's telemetry socket, rendered from the same snapshot as
 // /metrics. Try them with `dpdk-telemetry.py -f <file-prefix>` (overpassd's file prefix
-// is ovp-<host id>), e.g. `/overpass/ports` or `/overpass/ports,net_tap0`.
+// is overpass-<host id>), e.g. `/overpass/ports` or `/overpass/ports,net_tap0`.
+//
+// DPDK 22.11 accepts dict keys of letters, digits, '_' and '/' only and silently drops
+// other entries, so keys are sanitised (198.18.0.2 -> 198_18_0_2) and each entry also
+// carries its real name; the optional parameter matches either form.
+#include <cctype>
 #include <cinttypes>
 #include <cstdio>
 #include <mutex>
@@ -40,6 +45,15 @@ std::optional<stats_snapshot> fetch(build_info& info) {
 
 std::string clip(const std::string& s) { return s.substr(0, RTE_TEL_MAX_STRING_LEN - 1); }
 
+/// A dict key telemetry accepts: [A-Za-z0-9_/], others become '_'.
+std::string key_of(const std::string& s) {
+    std::string k = clip(s);
+    for (char& c : k)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '/'))
+            c = '_';
+    return k;
+}
+
 void add_u64(rte_tel_data* d, const char* name, uint64_t v) { rte_tel_data_add_dict_u64(d, name, v); }
 void add_str(rte_tel_data* d, const char* name, const std::string& v) {
     rte_tel_data_add_dict_string(d, name, clip(v).c_str());
@@ -61,8 +75,9 @@ int dict_of(rte_tel_data* d, const Items& items, const char* params, Key key, Fi
     unsigned n = 0;
     bool found = false;
     for (const auto& it : items) {
-        const std::string k = key(it);
-        if (!want.empty() && k != want)
+        const std::string name = key(it);
+        const std::string k = key_of(name);
+        if (!want.empty() && name != want && k != want)
             continue;
         if (n == max_entries) {
             add_u64(d, "truncated", items.size() - n);
@@ -72,9 +87,12 @@ int dict_of(rte_tel_data* d, const Items& items, const char* params, Key key, Fi
         if (c == nullptr)
             return -ENOMEM;
         rte_tel_data_start_dict(c);
+        add_str(c, "name", name);
         fill(c, it);
-        if (rte_tel_data_add_dict_container(d, clip(k).c_str(), c, 0) != 0)
+        if (rte_tel_data_add_dict_container(d, k.c_str(), c, 0) != 0) {
             rte_tel_data_free(c);
+            return -ENOSPC;
+        }
         n++;
         found = true;
     }
