@@ -130,6 +130,32 @@ void flood_from_underlay(worker& w, uint16_t uplink, rte_mbuf* m, const segment&
     tx_enqueue(w, seg.local_ports[seg.n_local_ports - 1], m);
 }
 
+/// Networks of a burst. A burst from the uplink usually carries one VNI: a last-key
+/// cache, with the VNIs that differ from their predecessor looked up in bulk.
+void lookup_networks(const worker& w, const uint32_t* vni, uint16_t n, uint64_t& hits, void** data) noexcept {
+    const void* keys[max_burst];
+    uint16_t idx[max_burst];
+    uint16_t n_keys = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        if (i == 0 || vni[i] != vni[i - 1]) {
+            idx[n_keys] = i;
+            keys[n_keys++] = &vni[i];
+        }
+    }
+    void* found[max_burst];
+    uint64_t found_hits = 0;
+    rte_hash_lookup_bulk_data(w.tables->networks, keys, n_keys, &found_hits, found);
+    hits = 0;
+    for (uint16_t k = 0, i = 0; k < n_keys; k++) {
+        const uint16_t end = k + 1 < n_keys ? idx[k + 1] : n;
+        const uint64_t hit = (found_hits >> k) & 1;
+        for (; i < end; i++) {
+            data[i] = found[k];
+            hits |= hit << i;
+        }
+    }
+}
+
 } // namespace
 
 void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_t n) noexcept {
@@ -167,9 +193,7 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     for (uint16_t i = 0; i < n_vx; i++)
         keys[i] = &src_ip[i];
     rte_hash_lookup_bulk_data(w.tables->vteps, keys, n_vx, &vtep_hits, vtep_data);
-    for (uint16_t i = 0; i < n_vx; i++)
-        keys[i] = &vni[i];
-    rte_hash_lookup_bulk_data(w.tables->networks, keys, n_vx, &seg_hits, seg_data);
+    lookup_networks(w, vni, n_vx, seg_hits, seg_data);
 
     const uint64_t now = rte_rdtsc();
     rte_mbuf* uni[max_burst];
