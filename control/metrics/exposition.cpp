@@ -47,15 +47,28 @@ constexpr MetricType gauge = MetricType::Gauge;
 
 double d(uint64_t v) { return static_cast<double>(v); }
 
+/// A counter family per field of Sample, one series per item labelled by `labels_of`.
+template <typename Sample>
+struct field {
+    const char* name;
+    const char* help;
+    uint64_t Sample::*value;
+};
+
+template <typename Sample, std::size_t N, typename LabelsOf>
+void counter_families(builder& b, const field<Sample> (&fields)[N], const std::vector<Sample>& items,
+                      LabelsOf labels_of) {
+    for (const field<Sample>& f : fields) {
+        MetricFamily& fam = b.family(f.name, f.help, counter);
+        for (const Sample& x : items)
+            builder::add(fam, labels_of(x), d(x.*f.value));
+    }
+}
+
 void port_families(builder& b, const stats_snapshot& s) {
     // One family per quantity; labels identify the port (ethdev name), its endpoint
     // (empty for the uplink) and kind (uplink, tap, vhost).
-    struct field {
-        const char* name;
-        const char* help;
-        uint64_t port_sample::*value;
-    };
-    static constexpr field fields[] = {
+    static constexpr field<port_sample> fields[] = {
         {"overpass_port_rx_packets_total", "Packets received from the port (from the wire or the container).",
          &port_sample::rx_packets},
         {"overpass_port_rx_bytes_total", "Bytes received from the port (Ethernet frames without FCS).",
@@ -71,11 +84,9 @@ void port_families(builder& b, const stats_snapshot& s) {
          "Packets the device dropped because its RX ring was full (the worker fell behind).",
          &port_sample::rx_missed},
     };
-    for (const field& f : fields) {
-        MetricFamily& fam = b.family(f.name, f.help, counter);
-        for (const port_sample& p : s.ports)
-            builder::add(fam, {{"port", p.name}, {"endpoint", p.endpoint}, {"kind", p.kind}}, d(p.*f.value));
-    }
+    counter_families(b, fields, s.ports, [](const port_sample& p) {
+        return labels{{"port", p.name}, {"endpoint", p.endpoint}, {"kind", p.kind}};
+    });
 }
 
 void worker_families(builder& b, const stats_snapshot& s) {
@@ -117,12 +128,7 @@ void drop_families(builder& b, const stats_snapshot& s) {
 }
 
 void network_families(builder& b, const stats_snapshot& s) {
-    struct field {
-        const char* name;
-        const char* help;
-        uint64_t network_sample::*value;
-    };
-    static constexpr field fields[] = {
+    static constexpr field<network_sample> fields[] = {
         {"overpass_network_encap_packets_total", "Packets of the network encapsulated towards remote VTEPs.",
          &network_sample::encap_packets},
         {"overpass_network_encap_bytes_total", "Inner frame bytes of the network encapsulated.",
@@ -136,31 +142,20 @@ void network_families(builder& b, const stats_snapshot& s) {
          "(one per frame, however many copies it took).",
          &network_sample::flood_packets},
     };
-    for (const field& f : fields) {
-        MetricFamily& fam = b.family(f.name, f.help, counter);
-        for (const network_sample& n : s.networks)
-            builder::add(fam, {{"network", n.name}, {"vni", std::to_string(n.vni)}}, d(n.*f.value));
-    }
+    counter_families(b, fields, s.networks, [](const network_sample& n) {
+        return labels{{"network", n.name}, {"vni", std::to_string(n.vni)}};
+    });
 }
 
 void vtep_families(builder& b, const stats_snapshot& s) {
-    struct field {
-        const char* name;
-        const char* help;
-        uint64_t vtep_sample::*value;
-    };
-    static constexpr field fields[] = {
+    static constexpr field<vtep_sample> fields[] = {
         {"overpass_vtep_tx_packets_total", "VXLAN packets sent to the remote VTEP.", &vtep_sample::tx_packets},
         {"overpass_vtep_tx_bytes_total", "Bytes sent to the remote VTEP (outer frames).", &vtep_sample::tx_bytes},
         {"overpass_vtep_rx_packets_total", "VXLAN packets received from the remote VTEP.", &vtep_sample::rx_packets},
         {"overpass_vtep_rx_bytes_total", "Bytes received from the remote VTEP (outer frames).",
          &vtep_sample::rx_bytes},
     };
-    for (const field& f : fields) {
-        MetricFamily& fam = b.family(f.name, f.help, counter);
-        for (const vtep_sample& v : s.vteps)
-            builder::add(fam, {{"vtep", v.ip}}, d(v.*f.value));
-    }
+    counter_families(b, fields, s.vteps, [](const vtep_sample& v) { return labels{{"vtep", v.ip}}; });
     MetricFamily& res = b.family("overpass_vtep_resolved", "1 when the VTEP's next-hop MAC is known (ARP answered).",
                                  gauge);
     MetricFamily& seen = b.family("overpass_vtep_last_seen_timestamp_seconds",

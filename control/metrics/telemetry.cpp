@@ -99,144 +99,139 @@ int dict_of(rte_tel_data* d, const Items& items, const char* params, Key key, Fi
     return want.empty() || found ? 0 : -1;
 }
 
-int cmd_info(const char*, const char*, rte_tel_data* d) {
+/// Renders a fresh snapshot with `render(snapshot*, build_info)`; without one (closed,
+/// or the control thread did not answer) telemetry answers null.
+template <typename Render>
+int with_snapshot(Render render) {
     build_info bi;
     const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    rte_tel_data_start_dict(d);
-    add_str(d, "version", bi.version);
-    add_str(d, "dpdk_version", bi.dpdk_version);
-    add_str(d, "uptime_seconds", seconds(s->now_unix - s->start_unix));
-    if (s->control) {
-        add_str(d, "host", s->control->host);
-        add_str(d, "vtep", s->control->vtep);
-        add_str(d, "store", s->control->store_url);
-    }
-    add_u64(d, "workers", s->workers.size());
-    add_u64(d, "ports", s->ports.size());
-    return 0;
+    return s ? render(&*s, bi) : -1;
+}
+
+int cmd_info(const char*, const char*, rte_tel_data* d) {
+    return with_snapshot([&](const stats_snapshot* s, const build_info& bi) -> int {
+        rte_tel_data_start_dict(d);
+        add_str(d, "version", bi.version);
+        add_str(d, "dpdk_version", bi.dpdk_version);
+        add_str(d, "uptime_seconds", seconds(s->now_unix - s->start_unix));
+        if (s->control) {
+            add_str(d, "host", s->control->host);
+            add_str(d, "vtep", s->control->vtep);
+            add_str(d, "store", s->control->store_url);
+        }
+        add_u64(d, "workers", s->workers.size());
+        add_u64(d, "ports", s->ports.size());
+        return 0;
+    });
 }
 
 int cmd_ports(const char*, const char* params, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    return dict_of(d, s->ports, params, [](const port_sample& p) { return p.name; },
-                   [](rte_tel_data* c, const port_sample& p) {
-                       add_u64(c, "port_id", p.port_id);
-                       add_str(c, "kind", p.kind);
-                       add_str(c, "endpoint", p.endpoint);
-                       add_str(c, "detail", p.detail);
-                       add_u64(c, "rx_packets", p.rx_packets);
-                       add_u64(c, "rx_bytes", p.rx_bytes);
-                       add_u64(c, "tx_packets", p.tx_packets);
-                       add_u64(c, "tx_bytes", p.tx_bytes);
-                       add_u64(c, "dropped_packets", p.drops);
-                       add_u64(c, "rx_missed_packets", p.rx_missed);
-                   });
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        return dict_of(d, s->ports, params, [](const port_sample& p) { return p.name; },
+                       [](rte_tel_data* c, const port_sample& p) {
+                           add_u64(c, "port_id", p.port_id);
+                           add_str(c, "kind", p.kind);
+                           add_str(c, "endpoint", p.endpoint);
+                           add_str(c, "detail", p.detail);
+                           add_u64(c, "rx_packets", p.rx_packets);
+                           add_u64(c, "rx_bytes", p.rx_bytes);
+                           add_u64(c, "tx_packets", p.tx_packets);
+                           add_u64(c, "tx_bytes", p.tx_bytes);
+                           add_u64(c, "dropped_packets", p.drops);
+                           add_u64(c, "rx_missed_packets", p.rx_missed);
+                       });
+    });
 }
 
 int cmd_workers(const char*, const char* params, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    return dict_of(d, s->workers, params, [](const worker_sample& w) { return std::to_string(w.lcore); },
-                   [](rte_tel_data* c, const worker_sample& w) {
-                       add_u64(c, "packets", w.packets);
-                       add_u64(c, "busy_polls", w.busy_polls);
-                       add_u64(c, "idle_polls", w.idle_polls);
-                       add_u64(c, "busy_cycles", w.busy_cycles);
-                       add_u64(c, "idle_cycles", w.idle_cycles);
-                       add_u64(c, "sleeps", w.sleeps);
-                       add_u64(c, "tx_bursts", w.tx_flushes);
-                       add_u64(c, "exceptions", w.exceptions);
-                   });
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        return dict_of(d, s->workers, params, [](const worker_sample& w) { return std::to_string(w.lcore); },
+                       [](rte_tel_data* c, const worker_sample& w) {
+                           add_u64(c, "packets", w.packets);
+                           add_u64(c, "busy_polls", w.busy_polls);
+                           add_u64(c, "idle_polls", w.idle_polls);
+                           add_u64(c, "busy_cycles", w.busy_cycles);
+                           add_u64(c, "idle_cycles", w.idle_cycles);
+                           add_u64(c, "sleeps", w.sleeps);
+                           add_u64(c, "tx_bursts", w.tx_flushes);
+                           add_u64(c, "exceptions", w.exceptions);
+                       });
+    });
 }
 
 int cmd_drops(const char*, const char*, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    rte_tel_data_start_dict(d);
-    for (std::size_t r = 0; r < drop_reason_count; r++)
-        add_u64(d, drop_reason_names[r], s->drops[r]);
-    return 0;
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        rte_tel_data_start_dict(d);
+        for (std::size_t r = 0; r < drop_reason_count; r++)
+            add_u64(d, drop_reason_names[r], s->drops[r]);
+        return 0;
+    });
 }
 
 int cmd_networks(const char*, const char* params, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    return dict_of(d, s->networks, params, [](const network_sample& n) { return std::to_string(n.vni); },
-                   [](rte_tel_data* c, const network_sample& n) {
-                       add_str(c, "network", n.name);
-                       add_u64(c, "encap_packets", n.encap_packets);
-                       add_u64(c, "encap_bytes", n.encap_bytes);
-                       add_u64(c, "decap_packets", n.decap_packets);
-                       add_u64(c, "decap_bytes", n.decap_bytes);
-                       add_u64(c, "flood_packets", n.flood_packets);
-                   });
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        return dict_of(d, s->networks, params, [](const network_sample& n) { return std::to_string(n.vni); },
+                       [](rte_tel_data* c, const network_sample& n) {
+                           add_str(c, "network", n.name);
+                           add_u64(c, "encap_packets", n.encap_packets);
+                           add_u64(c, "encap_bytes", n.encap_bytes);
+                           add_u64(c, "decap_packets", n.decap_packets);
+                           add_u64(c, "decap_bytes", n.decap_bytes);
+                           add_u64(c, "flood_packets", n.flood_packets);
+                       });
+    });
 }
 
 int cmd_vteps(const char*, const char* params, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    const double now = s->now_unix;
-    return dict_of(d, s->vteps, params, [](const vtep_sample& v) { return v.ip; },
-                   [now](rte_tel_data* c, const vtep_sample& v) {
-                       add_u64(c, "resolved", v.resolved ? 1 : 0);
-                       add_u64(c, "tx_packets", v.tx_packets);
-                       add_u64(c, "tx_bytes", v.tx_bytes);
-                       add_u64(c, "rx_packets", v.rx_packets);
-                       add_u64(c, "rx_bytes", v.rx_bytes);
-                       if (v.last_seen_unix)
-                           add_str(c, "last_seen_seconds_ago", seconds(now - *v.last_seen_unix));
-                   });
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        const double now = s->now_unix;
+        return dict_of(d, s->vteps, params, [](const vtep_sample& v) { return v.ip; },
+                       [now](rte_tel_data* c, const vtep_sample& v) {
+                           add_u64(c, "resolved", v.resolved ? 1 : 0);
+                           add_u64(c, "tx_packets", v.tx_packets);
+                           add_u64(c, "tx_bytes", v.tx_bytes);
+                           add_u64(c, "rx_packets", v.rx_packets);
+                           add_u64(c, "rx_bytes", v.rx_bytes);
+                           if (v.last_seen_unix)
+                               add_str(c, "last_seen_seconds_ago", seconds(now - *v.last_seen_unix));
+                       });
+    });
 }
 
 int cmd_tables(const char*, const char*, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s)
-        return -1;
-    rte_tel_data_start_dict(d);
-    for (const table_sample& t : s->tables)
-        add_u64(d, t.name, t.entries);
-    add_u64(d, "retire_backlog", s->retire_backlog);
-    add_u64(d, "mbufs_in_use", s->mbufs_in_use);
-    add_u64(d, "mbufs_available", s->mbufs_available);
-    return 0;
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        rte_tel_data_start_dict(d);
+        for (const table_sample& t : s->tables)
+            add_u64(d, t.name, t.entries);
+        add_u64(d, "retire_backlog", s->retire_backlog);
+        add_u64(d, "mbufs_in_use", s->mbufs_in_use);
+        add_u64(d, "mbufs_available", s->mbufs_available);
+        return 0;
+    });
 }
 
 int cmd_store(const char*, const char*, rte_tel_data* d) {
-    build_info bi;
-    const auto s = fetch(bi);
-    if (!s || !s->control)
-        return -1;
-    const control_sample& c = *s->control;
-    rte_tel_data_start_dict(d);
-    add_str(d, "store", c.store_url);
-    add_u64(d, "up", c.store_up ? 1 : 0);
-    add_u64(d, "registered", c.registered ? 1 : 0);
-    add_u64(d, "applied_revision", c.applied_revision);
-    add_u64(d, "store_errors", c.store_errors);
-    add_u64(d, "table_errors", c.table_errors);
-    add_u64(d, "skipped_records", c.skipped_records);
-    add_u64(d, "renewals", c.renewals);
-    add_u64(d, "renew_failures", c.renew_failures);
-    add_u64(d, "liveness_losses", c.liveness_losses);
-    if (c.last_sync_unix)
-        add_str(d, "last_sync_seconds_ago", seconds(s->now_unix - *c.last_sync_unix));
-    add_u64(d, "local_endpoints", c.local_endpoints);
-    add_u64(d, "remote_endpoints", c.remote_endpoints);
-    return 0;
+    return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
+        if (!s->control)
+            return -1;
+        const control_sample& c = *s->control;
+        rte_tel_data_start_dict(d);
+        add_str(d, "store", c.store_url);
+        add_u64(d, "up", c.store_up ? 1 : 0);
+        add_u64(d, "registered", c.registered ? 1 : 0);
+        add_u64(d, "applied_revision", c.applied_revision);
+        add_u64(d, "store_errors", c.store_errors);
+        add_u64(d, "table_errors", c.table_errors);
+        add_u64(d, "skipped_records", c.skipped_records);
+        add_u64(d, "renewals", c.renewals);
+        add_u64(d, "renew_failures", c.renew_failures);
+        add_u64(d, "liveness_losses", c.liveness_losses);
+        if (c.last_sync_unix)
+            add_str(d, "last_sync_seconds_ago", seconds(s->now_unix - *c.last_sync_unix));
+        add_u64(d, "local_endpoints", c.local_endpoints);
+        add_u64(d, "remote_endpoints", c.remote_endpoints);
+        return 0;
+    });
 }
 
 } // namespace
