@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <utility>   // std::exchange, used but not included by Boost 1.74's awaitable.hpp
@@ -49,9 +50,36 @@ using namespace overpass::ctl;
 
 namespace {
 
+
+/// After rte_eal_cleanup(): removes what DPDK 22.11 leaves behind for this file prefix,
+/// the hugepage files of memory still mapped at exit (<hugetlbfs>/<prefix>map_N) and the
+/// runtime directory (/var/run/dpdk/<prefix>). Otherwise every run under a new host id
+/// leaks hugepages until a process with the same prefix starts again.
+void remove_runtime_files(const std::filesystem::path& runtime_dir) {
+    const std::string prefix = runtime_dir.filename().string();
+    std::error_code ec;
+    if (prefix.empty())
+        return;
+    std::ifstream mounts("/proc/mounts");
+    std::string dev, dir, type, rest;
+    while (mounts >> dev >> dir >> type && std::getline(mounts, rest)) {
+        if (type != "hugetlbfs")
+            continue;
+        for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+            const std::string name = e.path().filename().string();
+            if (name.rfind(prefix + "map_", 0) == 0)
+                std::filesystem::remove(e.path(), ec);
+        }
+    }
+    std::filesystem::remove_all(runtime_dir, ec);
+}
+
+/// Fatal error after EAL initialisation.
 [[noreturn]] void die(const std::string& msg) {
     std::fprintf(stderr, "overpassd: %s\n", msg.c_str());
+    const std::filesystem::path runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    remove_runtime_files(runtime_dir);
     std::exit(1);
 }
 
@@ -281,6 +309,8 @@ int main(int argc, char** argv) {
     rte_mempool_free(pool);
     if (pdump)
         rte_pdump_uninit();
+    const std::filesystem::path runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    remove_runtime_files(runtime_dir);
     return exit_code;
 }
