@@ -80,6 +80,7 @@ struct options {
         std::string label;
         std::string container_pcap;
         std::string uplink_pcap;
+        std::string container2_pcap;   ///< second local endpoint's port (2-worker runs)
     };
     std::vector<run_spec> runs;
     double seconds = 2.0;
@@ -149,18 +150,19 @@ options parse_args(int argc, char** argv) {
             const json& p = t.at("pcaps");
             r.container_pcap = p.value("container", "");
             r.uplink_pcap = p.value("uplink", "");
+            r.container2_pcap = p.value("container2", "");
             o.runs.push_back(r);
         } else if (a == "--pcap") {
-            o.runs.push_back({"pcap", need(i), ""});
+            o.runs.push_back({"pcap", need(i), "", ""});
             o.runs.back().label = o.runs.back().container_pcap;
         } else if (a == "--container-pcap") {
-            o.runs.push_back({"custom", need(i), ""});
+            o.runs.push_back({"custom", need(i), "", ""});
         } else if (a == "--uplink-pcap") {
             const std::string f = need(i);
             if (!o.runs.empty() && o.runs.back().uplink_pcap.empty() && o.runs.back().label == "custom")
                 o.runs.back().uplink_pcap = f;
             else
-                o.runs.push_back({"custom", "", f});
+                o.runs.push_back({"custom", "", f, ""});
         } else if (a == "--label") {
             const std::string l = need(i);
             if (o.runs.empty())
@@ -415,6 +417,9 @@ void configure_port(uint16_t port, rte_mempool* pool, uint16_t n_txq) {
         throw std::runtime_error("dev_info_get failed");
     if (info.tx_offload_capa & RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE)   // as overpassd's port_manager
         conf.txmode.offloads |= RTE_ETH_TX_OFFLOAD_MBUF_FAST_FREE;
+    // net_pcap without tx_pcap has one (dropping) TX queue: the scenarios for two
+    // workers never send to a capture port.
+    n_txq = std::min(n_txq, info.max_tx_queues);
     if (rte_eth_dev_configure(port, 1, n_txq, &conf) != 0)
         throw std::runtime_error("configure port " + std::to_string(port) + " failed");
     const int s = rte_eth_dev_socket_id(port);
@@ -452,6 +457,8 @@ run_ports open_ports(const options::run_spec& r, size_t n_locals, unsigned run_n
     for (size_t i = 0; i < n_locals; i++) {
         if (i == 0 && !r.container_pcap.empty())
             add("net_pcap", "rx_pcap=" + r.container_pcap + ",infinite_rx=1");
+        else if (i == 1 && !r.container2_pcap.empty())
+            add("net_pcap", "rx_pcap=" + r.container2_pcap + ",infinite_rx=1");
         else
             add("net_null", "no-rx=1");
     }
@@ -849,7 +856,7 @@ int main(int argc, char** argv) {
             }
             r.container_pcap = spec.container_pcap;
             r.uplink_pcap = spec.uplink_pcap;
-            for (const std::string& p : {spec.container_pcap, spec.uplink_pcap}) {
+            for (const std::string& p : {spec.container_pcap, spec.uplink_pcap, spec.container2_pcap}) {
                 if (p.empty())
                     continue;
                 const pcap_info pi = inspect_pcap(p);

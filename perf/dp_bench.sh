@@ -81,9 +81,11 @@ done
 # Two workers (as far as 2 cores allow: the main lcore shares CPU 0 with worker 1).
 n0=${sizes%% *}
 echo "=== 2 workers, $n0 endpoints"
-"$bench" --store "$(store "$n0")" --scenario "$(traffic "$n0" mixed 64)" --label mixed-2w --workers 2 \
-    --seconds "$seconds" --repeat "$repeat" --file-prefix "dp_bench-$$-2w" --json "$tmp/w2.json" || true
-[[ -f $tmp/w2.json ]] && jsons+=("$tmp/w2.json")
+for w in 1 2; do
+    "$bench" --store "$(store "$n0")" --scenario "$(traffic "$n0" encap2 64)" --label "encap2-${w}w" --workers $w \
+        --seconds "$seconds" --repeat "$repeat" --file-prefix "dp_bench-$$-w$w" --json "$tmp/w$w.json" || true
+    [[ -f $tmp/w$w.json ]] && jsons+=("$tmp/w$w.json")
+done
 
 result=$out/dp_bench-$stamp.json
 python3 - "$result" "${jsons[@]}" <<'EOF'

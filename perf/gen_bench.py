@@ -20,6 +20,8 @@
 #   local   container.pcap  local endpoint 0 -> local endpoints 1..3
 #   bum     container.pcap  local endpoint 0 -> broadcast (replicated to every VTEP and local port)
 #   mixed   both            encap and decap at once (half the frames each direction)
+#   encap2  container.pcap + container2.pcap: encap from local endpoints 0 and 1 (one
+#           RX port per worker for the 2-worker run)
 # Addresses are pure functions of the indices, so store and traffic always agree.
 import argparse
 import json
@@ -166,9 +168,9 @@ def inner_frame(dst_mac, src_mac, src_ip, dst_ip, f, size):
                                       ident=f & 0xffff))
 
 
-def encap_frames(n, m, flows, size):
+def encap_frames(n, m, flows, size, local=0):
     r = remote_count(n)
-    src = local_ip(0)
+    src = local_ip(local)
     for f in range(flows):
         dst = remote_ip(spread(f, r))
         yield inner_frame(mac_of(dst), mac_of(src), src, dst, f, size)
@@ -216,8 +218,10 @@ def write_traffic(args):
     files = {}
     gen = {"encap": [("container", encap_frames)], "decap": [("uplink", decap_frames)],
            "local": [("container", local_frames)], "bum": [("container", bum_frames)],
-           "mixed": [("container", encap_frames), ("uplink", decap_frames)]}[args.scenario]
-    flows = args.flows if args.scenario != "mixed" else max(1, args.flows // 2)
+           "mixed": [("container", encap_frames), ("uplink", decap_frames)],
+           "encap2": [("container", encap_frames),
+                      ("container2", lambda n, m, f, b: encap_frames(n, m, f, b, local=1))]}[args.scenario]
+    flows = args.flows if args.scenario not in ("mixed", "encap2") else max(1, args.flows // 2)
     for role, fn in gen:
         path = os.path.join(args.out_dir, role + ".pcap")
         write_pcap(path, fn(args.endpoints, args.vteps, flows, args.size))
@@ -235,7 +239,7 @@ def main():
     s.add_argument("--vteps", type=int, default=64)
     s.add_argument("--out", required=True)
     t = sub.add_parser("traffic")
-    t.add_argument("--scenario", choices=["encap", "decap", "local", "bum", "mixed"], required=True)
+    t.add_argument("--scenario", choices=["encap", "decap", "local", "bum", "mixed", "encap2"], required=True)
     t.add_argument("--endpoints", type=int, required=True)
     t.add_argument("--vteps", type=int, default=64)
     t.add_argument("--flows", type=int, default=16384)
