@@ -18,6 +18,7 @@
 
 #include "control/store/http_client.hpp"
 #include "control/store/keys.hpp"
+#include "control/store/liveness_base.hpp"
 
 namespace overpass::ctl {
 
@@ -287,45 +288,30 @@ asio::awaitable<listing> list_impl(core_ptr c, std::string prefix) {
 
 // ---- liveness = session ----
 
-class consul_liveness final : public liveness {
+struct consul_session_state : liveness_state {
+    consul_session_state(core_ptr c, std::string session_id, milliseconds ttl)
+        : liveness_state(c->io.get_executor(), std::move(session_id), ttl), core(std::move(c)) {}
+    core_ptr core;   // id: the session UUID
+};
+
+class consul_liveness final : public liveness_base<consul_session_state> {
 public:
-    struct state {
-        core_ptr core;
-        std::string id;   // session UUID
-        milliseconds ttl;
-        bool alive = true;
-        bool stopped = false;
-        std::vector<std::function<void()>> lost_cbs;
-        liveness_counters counters;
-        asio::steady_timer timer;
-        state(core_ptr c, std::string i, milliseconds t) : core(std::move(c)), id(std::move(i)), ttl(t), timer(core->io) {}
-    };
+    using state = consul_session_state;
 
     consul_liveness(core_ptr c, std::string id, milliseconds ttl)
-        : st_(std::make_shared<state>(std::move(c), std::move(id), ttl)) {
+        : liveness_base(std::make_shared<state>(std::move(c), std::move(id), ttl)) {
         if (st_->core->opts.renew_sessions)
-            asio::co_spawn(st_->core->io, renew_loop(st_), asio::detached);
+            asio::co_spawn(st_->core->io, renew_loop(st_, &consul_liveness::renew_now), asio::detached);
     }
-    ~consul_liveness() override {
-        st_->stopped = true;
-        st_->timer.cancel();
-    }
-
-    const std::string& id() const noexcept override { return st_->id; }
-    bool alive() const noexcept override { return st_->alive; }
-    void on_lost(std::function<void()> cb) override { st_->lost_cbs.push_back(std::move(cb)); }
 
     asio::awaitable<bool> renew() override {
         const bool ok = co_await renew_now(st_);
         co_return ok;
     }
 
-    liveness_counters counters() const noexcept override { return st_->counters; }
-
     asio::awaitable<void> release() override {
         std::shared_ptr<state> s = st_;
-        s->stopped = true;
-        s->timer.cancel();
+        s->stop();
         if (!s->alive)
             co_return;
         // [docs session] destroy is idempotent: an unknown or expired id answers 200 too.
@@ -339,15 +325,6 @@ public:
     const core_ptr& core() const { return st_->core; }
 
 private:
-    static void lost(state& s) {
-        if (!s.alive)
-            return;
-        s.alive = false;
-        auto cbs = s.lost_cbs;   // a callback may register new ones
-        for (auto& cb : cbs)
-            cb();
-    }
-
     static asio::awaitable<bool> renew_now(std::shared_ptr<state> s) {
         if (!s->alive)
             co_return false;
@@ -356,7 +333,7 @@ private:
         if (!s->alive)
             co_return false;
         if (res.result_int() == 404) {   // [docs session] the session is gone
-            lost(*s);
+            s->lose();
             co_return false;
         }
         if (res.result_int() != 200)
@@ -372,28 +349,6 @@ private:
             s->ttl = *ttl;
         co_return true;
     }
-
-    static asio::awaitable<void> renew_loop(std::shared_ptr<state> s) {
-        while (!s->stopped && s->alive) {
-            s->timer.expires_after(std::max<milliseconds>(s->ttl / 3, milliseconds(100)));
-            boost::system::error_code ec;
-            co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (s->stopped)
-                break;
-            try {
-                if (co_await renew_now(s)) {
-                    s->counters.renewals++;
-                    s->counters.last_renewal = std::chrono::steady_clock::now();
-                }
-            } catch (const std::exception&) {
-                s->counters.renew_failures++;
-                // Consul unreachable: keep trying every TTL/3; if the session expires
-                // meanwhile, the next answered renewal (404) reports it lost.
-            }
-        }
-    }
-
-    std::shared_ptr<state> st_;
 };
 
 // ---- watch = blocking queries ----

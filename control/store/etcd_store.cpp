@@ -4,6 +4,7 @@
 
 #include "control/store/http_client.hpp"
 #include "control/store/keys.hpp"
+#include "control/store/liveness_base.hpp"
 
 #include <algorithm>
 #include <optional>
@@ -204,46 +205,30 @@ asio::awaitable<kv_snapshot> list_impl(core_ptr c, std::string prefix) {
 
 // ---- liveness = lease ----
 
-class etcd_liveness final : public liveness {
+struct etcd_lease_state : liveness_state {
+    etcd_lease_state(core_ptr c, std::string lease_id, std::chrono::seconds ttl)
+        : liveness_state(c->io.get_executor(), std::move(lease_id), ttl), core(std::move(c)) {}
+    core_ptr core;   // id: the decimal lease ID
+};
+
+class etcd_liveness final : public liveness_base<etcd_lease_state> {
 public:
-    struct state {
-        core_ptr core;
-        std::string id;   // decimal lease ID
-        std::chrono::seconds ttl;
-        bool alive = true;
-        bool stopped = false;
-        std::vector<std::function<void()>> lost_cbs;
-        liveness_counters counters;
-        asio::steady_timer timer;
-        state(core_ptr c, std::string i, std::chrono::seconds t)
-            : core(std::move(c)), id(std::move(i)), ttl(t), timer(core->io) {}
-    };
+    using state = etcd_lease_state;
 
     etcd_liveness(core_ptr c, std::string id, std::chrono::seconds ttl)
-        : st_(std::make_shared<state>(std::move(c), std::move(id), ttl)) {
+        : liveness_base(std::make_shared<state>(std::move(c), std::move(id), ttl)) {
         if (st_->core->opts.renew_leases)
-            asio::co_spawn(st_->core->io, renew_loop(st_), asio::detached);
+            asio::co_spawn(st_->core->io, renew_loop(st_, &etcd_liveness::renew_now), asio::detached);
     }
-    ~etcd_liveness() override {
-        st_->stopped = true;
-        st_->timer.cancel();
-    }
-
-    const std::string& id() const noexcept override { return st_->id; }
-    bool alive() const noexcept override { return st_->alive; }
-    void on_lost(std::function<void()> cb) override { st_->lost_cbs.push_back(std::move(cb)); }
 
     asio::awaitable<bool> renew() override {
         const bool ok = co_await renew_now(st_);
         co_return ok;
     }
 
-    liveness_counters counters() const noexcept override { return st_->counters; }
-
     asio::awaitable<void> release() override {
         std::shared_ptr<state> s = st_;
-        s->stopped = true;
-        s->timer.cancel();
+        s->stop();
         if (!s->alive)
             co_return;
         json req = json::object();   // GCC 12: no braced initialiser inside a co_await expression
@@ -257,15 +242,6 @@ public:
     const core_ptr& core() const { return st_->core; }
 
 private:
-    static void lost(state& s) {
-        if (!s.alive)
-            return;
-        s.alive = false;
-        auto cbs = s.lost_cbs;   // a callback may register new ones
-        for (auto& cb : cbs)
-            cb();
-    }
-
     static asio::awaitable<bool> renew_now(std::shared_ptr<state> s) {
         if (!s->alive)
             co_return false;
@@ -275,7 +251,7 @@ private:
         if (s->stopped && !s->alive)
             co_return false;
         if (r.status == 404) {
-            lost(*s);
+            s->lose();
             co_return false;
         }
         if (r.status != 200)
@@ -284,42 +260,18 @@ private:
         const json& err = member(r.body, "error");
         if (!err.is_null()) {
             if (u64(err, "grpc_code") == 5 || u64(err, "http_code") == 404) {
-                lost(*s);
+                s->lose();
                 co_return false;
             }
             throw store_error(s->core->where + ": lease keepalive failed: " + error_text(err));
         }
         const uint64_t ttl = decode(*s->core, "lease keepalive", [&] { return u64(member(r.body, "result"), "TTL"); });
         if (ttl == 0) {   // expired or unknown lease: etcd answers 200 without TTL
-            lost(*s);
+            s->lose();
             co_return false;
         }
         co_return true;
     }
-
-    static asio::awaitable<void> renew_loop(std::shared_ptr<state> s) {
-        const auto period = std::max<std::chrono::milliseconds>(std::chrono::milliseconds(s->ttl) / 3,
-                                                                std::chrono::milliseconds(100));
-        while (!s->stopped && s->alive) {
-            s->timer.expires_after(period);
-            boost::system::error_code ec;
-            co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (s->stopped)
-                break;
-            try {
-                if (co_await renew_now(s)) {
-                    s->counters.renewals++;
-                    s->counters.last_renewal = std::chrono::steady_clock::now();
-                }
-            } catch (const std::exception&) {
-                s->counters.renew_failures++;
-                // etcd unreachable: keep trying; if the lease expires meanwhile, the next
-                // successful keepalive reports it lost.
-            }
-        }
-    }
-
-    std::shared_ptr<state> st_;
 };
 
 // ---- watch ----

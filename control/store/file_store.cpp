@@ -3,6 +3,7 @@
 #include "control/store/file_store.hpp"
 
 #include "control/store/keys.hpp"
+#include "control/store/liveness_base.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -231,41 +232,29 @@ namespace {
 
 using core_ptr = std::shared_ptr<file_store::core>;
 
-class file_liveness final : public liveness {
+struct file_session_state : liveness_state {
+    file_session_state(asio::io_context& io, core_ptr c, std::string session_id, std::chrono::seconds ttl)
+        : liveness_state(io.get_executor(), std::move(session_id), ttl), core(std::move(c)) {}
+    core_ptr core;
+};
+
+class file_liveness final : public liveness_base<file_session_state> {
 public:
-    struct state {
-        core_ptr core;
-        std::string id;
-        std::chrono::seconds ttl;
-        bool alive = true;
-        bool stopped = false;
-        std::vector<std::function<void()>> lost_cbs;
-        liveness_counters counters;
-        asio::steady_timer timer;
-        state(asio::io_context& io, core_ptr c, std::string i, std::chrono::seconds t)
-            : core(std::move(c)), id(std::move(i)), ttl(t), timer(io) {}
-    };
+    using state = file_session_state;
 
     file_liveness(asio::io_context& io, core_ptr c, std::string id, std::chrono::seconds ttl)
-        : st_(std::make_shared<state>(io, std::move(c), std::move(id), ttl)) {
-        asio::co_spawn(io, renew_loop(st_), asio::detached);
-    }
-    ~file_liveness() override {
-        st_->stopped = true;
-        st_->timer.cancel();
+        : liveness_base(std::make_shared<state>(io, std::move(c), std::move(id), ttl)) {
+        asio::co_spawn(io, renew_loop(st_, [](std::shared_ptr<state> s) -> asio::awaitable<bool> {
+                           co_return renew_now(*s);
+                       }),
+                       asio::detached);
     }
 
-    const std::string& id() const noexcept override { return st_->id; }
-    bool alive() const noexcept override { return st_->alive; }
-    void on_lost(std::function<void()> cb) override { st_->lost_cbs.push_back(std::move(cb)); }
     asio::awaitable<bool> renew() override { co_return renew_now(*st_); }
-
-    liveness_counters counters() const noexcept override { return st_->counters; }
 
     asio::awaitable<void> release() override {
         auto& s = *st_;
-        s.stopped = true;
-        s.timer.cancel();
+        s.stop();
         if (!s.alive)
             co_return;
         s.alive = false;
@@ -291,37 +280,10 @@ private:
             it->second.expiry = s.core->now() + static_cast<double>(it->second.ttl);
             return std::pair{file_store::core::change::sessions, true};
         });
-        if (!ok) {
-            s.alive = false;
-            auto cbs = s.lost_cbs;   // a callback may register new ones
-            for (auto& cb : cbs)
-                cb();
-        }
+        if (!ok)
+            s.lose();
         return ok;
     }
-
-    static asio::awaitable<void> renew_loop(std::shared_ptr<state> s) {
-        const auto period = std::max<std::chrono::milliseconds>(std::chrono::milliseconds(s->ttl) / 3,
-                                                                std::chrono::milliseconds(100));
-        while (!s->stopped && s->alive) {
-            s->timer.expires_after(period);
-            boost::system::error_code ec;
-            co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (s->stopped)
-                break;
-            try {
-                if (renew_now(*s)) {
-                    s->counters.renewals++;
-                    s->counters.last_renewal = std::chrono::steady_clock::now();
-                }
-            } catch (const store_error&) {
-                s->counters.renew_failures++;
-                // Unreadable store: keep the session as far as we know; retry next period.
-            }
-        }
-    }
-
-    std::shared_ptr<state> st_;
 };
 
 class file_watch final : public watch_handle {

@@ -966,6 +966,11 @@ TEST_P(store_contract, renewal_keeps_ephemeral_keys) {
     run_for(io, 2500ms);   // longer than the TTL, renewed in the background meanwhile
     EXPECT_EQ(keys(*b), std::vector<std::string>{k("eph")});
     EXPECT_TRUE(lease->alive());
+    // The background loop counts what it did (Consul's minimum TTL is 10 s: one renewal
+    // per 3.3 s there); renew() called by hand is not counted.
+    ASSERT_TRUE(eventually(io, [&] { return lease->counters().renewals >= 1; }, 5s));
+    EXPECT_EQ(lease->counters().renew_failures, 0u);
+    EXPECT_NE(lease->counters().last_renewal, std::chrono::steady_clock::time_point{});
 }
 
 TEST_P(store_contract, on_lost_fires_when_revoked_behind_the_handles_back) {
