@@ -166,6 +166,11 @@ say "endpoints of the cluster, and host1's counters"
 on host1 endpoint ls || die "endpoint ls"
 on host1 stats || die "stats"
 
+say "the same counters as Prometheus scrapes them (host1's /metrics on 127.0.0.1:9417)"
+prompt host1 "curl -s 127.0.0.1:9417/metrics | grep -E '^overpass_(vtep|network)_.*packets_total'"
+metrics=$(ip netns exec "${OVP_HOSTNS[host1]}" curl -s --max-time 5 127.0.0.1:9417/metrics) || die "no /metrics on host1"
+grep -E '^overpass_(vtep|network)_.*packets_total' <<<"$metrics" || die "host1's /metrics has no VTEP or network series"
+
 if [[ $store_kind == etcd ]]; then
     say "what the cluster keeps in etcd (keys under $OVP_ETCD_PREFIX/; hosts and endpoints hang on the hosts' leases)"
     ovp_etcd_dump || die "cannot read etcd"
