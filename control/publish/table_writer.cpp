@@ -555,7 +555,13 @@ void table_writer_impl::remove_vtep_if_unused(rte_be32_t ip_be) noexcept {
 int table_writer_impl::add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
     const vni_ip_key key{vni_to_wire(vni), ip_be};
     // The MAC travels in the pointer itself: nothing to retire on overwrite.
-    if (int rc = rte_hash_add_key_data(t_.addresses, &key, mac_to_data(mac)); rc < 0)
+    int rc = rte_hash_add_key_data(t_.addresses, &key, mac_to_data(mac));
+    if (rc == -ENOSPC) {
+        // As in publish(): deleted keys in their grace period hold the room.
+        rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+        rc = rte_hash_add_key_data(t_.addresses, &key, mac_to_data(mac));
+    }
+    if (rc < 0)
         return rc;
     addrs_[{vni, ip_be}] = mac_u64(mac);
     return 0;
