@@ -214,6 +214,20 @@ TEST_F(dp_paths, encap_source_port_follows_the_flow) {
     EXPECT_GT(ports.size(), 32u) << "flows should spread over source ports";
 }
 
+// The outer IPv4 checksum is the template's plus the length (incremental): check it
+// against the golden frame for every inner length up to the network MTU.
+TEST_F(dp_paths, encap_checksum_for_every_length) {
+    for (size_t payload = 0; payload + 42 - 14 <= 1450; payload += 7) {
+        const bytes inner = udp_frame(r_mac, a_mac, a_ip, r_ip, payload);
+        run1(g_c1.port_id, inner);
+        auto out = take(g_uplink.port_id);
+        ASSERT_EQ(out.size(), 1u) << "payload " << payload;
+        EXPECT_EQ(hex(out[0]), hex(expected_encap(inner, sport_of(out[0]), vni_a, v1_ip, v1_mac)))
+            << "payload " << payload;
+    }
+    EXPECT_EQ(total_drops(), 0u);
+}
+
 TEST_F(dp_paths, decap_golden) {
     const bytes inner = udp_frame(a_mac, r_mac, r_ip, a_ip, 100);
     const bytes outer = vxlan_frame(v1_ip, vni_a, inner);
