@@ -139,12 +139,13 @@ void validate(daemon_options& o) {
         throw options_error("--store '" + o.store + "': expected a URL such as file:///var/lib/overpass/store.json");
     if (log_level_value(o.log_level) == 0)
         throw options_error("--log-level '" + o.log_level + "': use error, warning, notice, info or debug");
-    static const std::regex listen_re(R"(^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$)");
+    // IPv4 only: the exposer (prometheus-cpp's civetweb, as Debian builds it) cannot bind IPv6.
+    static const std::regex listen_re(R"(^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$)");
     std::smatch m;
     if (o.metrics != "off" &&
         (!std::regex_match(o.metrics, m, listen_re) || std::stoul(m[2].str()) > 65535 ||
-         (m[1].str()[0] != '[' && inet_pton(AF_INET, m[1].str().c_str(), &a) != 1)))
-        throw options_error("--metrics '" + o.metrics + "': expected ADDR:PORT (127.0.0.1:9417, [::1]:9417) or off");
+         inet_pton(AF_INET, m[1].str().c_str(), &a) != 1))
+        throw options_error("--metrics '" + o.metrics + "': expected IPv4ADDR:PORT (127.0.0.1:9417) or off");
 }
 
 std::string affinity_cpus() {
@@ -293,7 +294,7 @@ const char* usage() {
            "                      traffic from containers, copies included (default 200000; 0: no limit)\n"
            "  --log-level LEVEL   error, warning, notice, info (default) or debug: overpassd's\n"
            "                      messages and DPDK's (-- --log-level=pmd.net.tap:debug for one DPDK type)\n"
-           "  --metrics ADDR:PORT Prometheus /metrics listener (default 127.0.0.1:9417; off: none)\n"
+           "  --metrics ADDR:PORT Prometheus /metrics listener, IPv4 (default 127.0.0.1:9417; off: none)\n"
            "  --config FILE       JSON object with the same keys (\"host-id\": \"h1\", ...,\n"
            "                      \"eal-args\": [...]); command-line options override it\n";
 }
