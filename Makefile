@@ -8,7 +8,7 @@ ASAN_SUITES ?= unit dp
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
 export ASAN_OPTIONS ?= detect_leaks=1
 
-.PHONY: all deps build build-asan demo test test-asan bench bench-cluster clean
+.PHONY: all deps build build-asan demo test test-asan bench bench-vhost bench-cluster clean
 
 all: build
 
@@ -41,9 +41,14 @@ test-asan: build-asan
 
 # Benchmarks are not tests: numbers with the machine they came from (perf/README.md,
 # docs/performance.md). bench: the data plane (cycles per packet, one table, JSON and a
-# plot under perf/results/); bench-cluster: attach latency and convergence on etcd.
+# plot under perf/results/) and vhost-user throughput (about 25 s); bench-vhost: only the
+# latter; bench-cluster: attach latency and convergence on etcd.
 bench: build
 	perf/dp_bench.sh --build $(BUILD) $(BENCH_ARGS)
+	perf/vhost_bench.sh --build $(BUILD)
+
+bench-vhost: build
+	perf/vhost_bench.sh --build $(BUILD) $(BENCH_ARGS)
 
 bench-cluster: build
 	perf/cluster_bench.sh --build $(BUILD) $(BENCH_ARGS)

@@ -7,7 +7,9 @@
 // endpoints are bound to the bench's container ports with upsert_local_endpoint, and
 // every remote VTEP is resolved to a made-up next-hop MAC (overpassd learns it by ARP).
 // Traffic is replayed from memory by net_pcap (infinite_rx=1) and drained by
-// net_null (no-rx=1). Each run alternates the harness floor (io-forward through the same
+// net_null (no-rx=1); with --vhost-container the first local endpoint's port is a
+// vhost-user server port (net_vhost) fed by an external virtio-user generator
+// (perf/vhost_bench.sh). Each run alternates the harness floor (io-forward through the same
 // ports: rx burst -> tx burst, untouched) with the worker, and reports medians of busy
 // TSC cycles per packet (lcore_stats::busy_cycles / packets) and packets per second.
 //
@@ -21,6 +23,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +84,8 @@ struct options {
         std::string container_pcap;
         std::string uplink_pcap;
         std::string container2_pcap;   ///< second local endpoint's port (2-worker runs)
+        std::string container_vhost;   ///< vhost-user socket: the first local endpoint's port is
+                                       ///< net_vhost (server) and a virtio-user driver sends into it
     };
     std::vector<run_spec> runs;
     double seconds = 2.0;
@@ -105,6 +110,10 @@ struct options {
         "  --pcap FILE              one capture; container or uplink side guessed from its first frame\n"
         "  --container-pcap FILE    frames entering on the first local endpoint's port\n"
         "  --uplink-pcap FILE       frames entering on the uplink (same run as the last --container-pcap)\n"
+        "  --vhost-container SOCK   frames entering on the first local endpoint's port, which is a\n"
+        "                           vhost-user server port (net_vhost,iface=SOCK) instead of a pcap;\n"
+        "                           the generator (e.g. dpdk-testpmd with net_virtio_user) connects to\n"
+        "                           SOCK; samples start once it is connected (at most 60 s)\n"
         "  --label NAME             name of the last run in the output\n"
         "options:\n"
         "  --host-id ID             this host in the store (default bench)\n"
@@ -153,16 +162,18 @@ options parse_args(int argc, char** argv) {
             r.container2_pcap = p.value("container2", "");
             o.runs.push_back(r);
         } else if (a == "--pcap") {
-            o.runs.push_back({"pcap", need(i), "", ""});
+            o.runs.push_back({"pcap", need(i), "", "", ""});
             o.runs.back().label = o.runs.back().container_pcap;
         } else if (a == "--container-pcap") {
-            o.runs.push_back({"custom", need(i), "", ""});
+            o.runs.push_back({"custom", need(i), "", "", ""});
+        } else if (a == "--vhost-container") {
+            o.runs.push_back({"vhost", "", "", "", need(i)});
         } else if (a == "--uplink-pcap") {
             const std::string f = need(i);
             if (!o.runs.empty() && o.runs.back().uplink_pcap.empty() && o.runs.back().label == "custom")
                 o.runs.back().uplink_pcap = f;
             else
-                o.runs.push_back({"custom", "", f, ""});
+                o.runs.push_back({"custom", "", f, "", ""});
         } else if (a == "--label") {
             const std::string l = need(i);
             if (o.runs.empty())
@@ -447,7 +458,7 @@ run_ports open_ports(const options::run_spec& r, size_t n_locals, unsigned run_n
             throw std::runtime_error(name + ": expected port id " + std::to_string(rp.names.size()));
         rp.names.push_back(name);
         configure_port(port, pool, n_txq);
-        if (kind == "net_pcap")
+        if (kind == "net_pcap" || kind == "net_vhost")
             rp.rx_ports.push_back(port);
     };
     if (!r.uplink_pcap.empty())
@@ -455,7 +466,9 @@ run_ports open_ports(const options::run_spec& r, size_t n_locals, unsigned run_n
     else
         add("net_null", "no-rx=1");
     for (size_t i = 0; i < n_locals; i++) {
-        if (i == 0 && !r.container_pcap.empty())
+        if (i == 0 && !r.container_vhost.empty())
+            add("net_vhost", "iface=" + r.container_vhost + ",queues=1");
+        else if (i == 0 && !r.container_pcap.empty())
             add("net_pcap", "rx_pcap=" + r.container_pcap + ",infinite_rx=1");
         else if (i == 1 && !r.container2_pcap.empty())
             add("net_pcap", "rx_pcap=" + r.container2_pcap + ",infinite_rx=1");
@@ -463,6 +476,23 @@ run_ports open_ports(const options::run_spec& r, size_t n_locals, unsigned run_n
             add("net_null", "no-rx=1");
     }
     return rp;
+}
+
+/// A net_vhost port is down until a virtio-user driver connects and starts its queues.
+void wait_vhost(const std::string& sock, uint16_t port) {
+    std::printf("vhost: waiting for a virtio-user driver on %s\n", sock.c_str());
+    std::fflush(stdout);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (;;) {
+        rte_eth_link link{};
+        if (rte_eth_link_get_nowait(port, &link) == 0 && link.link_status == RTE_ETH_LINK_UP)
+            break;
+        if (std::chrono::steady_clock::now() > end)
+            throw std::runtime_error("no virtio-user driver connected to " + sock + " within 60 s");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::printf("vhost: connected\n");
+    std::fflush(stdout);
 }
 
 void close_ports(const run_ports& rp) {
@@ -781,6 +811,7 @@ update_result run_updates(const options& o, const run_ports& rp, loaded_tables& 
 struct run_result {
     std::string label;
     std::string container_pcap, uplink_pcap;
+    std::string container_vhost;      ///< vhost-user socket of the first container port, if any
     uint32_t frame_size = 0;          ///< on the wire, FCS included, of the first frame
     uint32_t frames = 0;              ///< frames in the capture(s)
     uint64_t fanout = 1;
@@ -826,6 +857,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     int rc = 0;
+    // A vhost-user peer that goes away must not kill the bench with SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
     try {
         const auto load_before = load_average();
         rte_mempool* pool = rte_pktmbuf_pool_create("bench_pool", o.quick ? 32767 : pool_mbufs, 256, 0,
@@ -855,6 +888,7 @@ int main(int argc, char** argv) {
                     std::swap(spec.container_pcap, spec.uplink_pcap);
             }
             r.container_pcap = spec.container_pcap;
+            r.container_vhost = spec.container_vhost;
             r.uplink_pcap = spec.uplink_pcap;
             for (const std::string& p : {spec.container_pcap, spec.uplink_pcap, spec.container2_pcap}) {
                 if (p.empty())
@@ -868,10 +902,20 @@ int main(int argc, char** argv) {
             }
             if (!spec.container_pcap.empty() && lt.locals.empty())
                 throw std::runtime_error("container traffic needs an endpoint of host " + o.host_id + " in the store");
+            if (!spec.container_vhost.empty() && lt.locals.empty())
+                throw std::runtime_error("--vhost-container needs an endpoint of host " + o.host_id + " in the store");
             const run_ports rp = open_ports(spec, lt.locals.size(), run_no++, pool, static_cast<uint16_t>(o.workers));
+            if (!spec.container_vhost.empty())
+                wait_vhost(spec.container_vhost, first_container_port);
             for (int i = 0; i < o.repeat; i++) {
                 r.floor.push_back(run_floor(o, rp));
                 r.work.push_back(run_worker(o, rp, lt, pool, exceptions));
+            }
+            if (!spec.container_vhost.empty()) {
+                // No capture to read the size from: what the vhost port received, plus FCS.
+                rte_eth_stats st{};
+                if (rte_eth_stats_get(first_container_port, &st) == 0 && st.ipackets != 0)
+                    r.frame_size = static_cast<uint32_t>(st.ibytes / st.ipackets) + 4;
             }
             for (const sample& s : r.work) {
                 const uint64_t expect = s.end.packets * r.fanout;
@@ -925,6 +969,7 @@ int main(int argc, char** argv) {
                 wk.push_back(sample_json(s));
             runs.push_back({{"scenario", r.label},
                             {"container_pcap", r.container_pcap},
+                            {"container_vhost", r.container_vhost},
                             {"uplink_pcap", r.uplink_pcap},
                             {"frame_size", r.frame_size},
                             {"frames", r.frames},
