@@ -202,8 +202,10 @@ rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, u
     std::snprintf(hname, sizeof(hname), "%s_%s", name_.c_str(), suffix);
     rte_hash_parameters p{};
     p.name = hname;
-    // Deleted keys hold their slot until a grace period has passed: room for both.
-    p.entries = std::max<uint32_t>(2 * entries, 64);
+    // Deleted keys hold their slot until a grace period has passed: a quarter more room
+    // for them. Beyond that an add waits for one grace period (publish(), add_address()),
+    // which frees them: bounded by one worker loop iteration.
+    p.entries = std::max<uint32_t>(entries + entries / 4, 64);
     p.key_len = key_len;
     p.hash_func = rte_hash_crc;
     p.hash_func_init_val = 0;
@@ -254,9 +256,12 @@ int table_writer_impl::init() noexcept {
     rte_rcu_qsbr_dq_parameters dp{};
     dp.name = dqname;
     dp.flags = RTE_RCU_QSBR_DQ_MT_UNSAFE;   // the control thread is the only user
-    // Worst case between two reclaims: every value replaced once, plus config, bindings
-    // and stats slots. Beyond that retire() falls back to a synchronous grace period.
-    dp.size = 2 * (limits_.max_endpoints + limits_.max_networks + limits_.max_vteps) + RTE_MAX_ETHPORTS + 64;
+    // Values replaced between two grace periods (every enqueue reclaims what the workers
+    // no longer see, so it holds one grace period's worth): 64k, or every value twice in
+    // small tables. Beyond that retire() waits for a grace period itself.
+    dp.size = std::min<uint32_t>(2 * (limits_.max_endpoints + limits_.max_networks + limits_.max_vteps) +
+                                     RTE_MAX_ETHPORTS + 64,
+                                 1u << 16);
     dp.esize = sizeof(retired);
     dp.trigger_reclaim_limit = 0;
     dp.max_reclaim_size = dp.size;
