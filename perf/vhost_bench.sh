@@ -186,8 +186,8 @@ res = {"bench": "vhost_bench",
        "settings": {"store": first["settings"]["store"], "endpoints": first["tables"]["endpoints"],
                     "seconds": seconds, "samples_per_run": repeat, "runs": runs,
                     "dp_bench_hugepages": first["settings"]["hugepages"], "worker_cpu": 1, "generator_cpu": 0,
-                    "generator": "dpdk-testpmd --forward-mode=txonly, --no-huge (memfd), one UDP flow "
-                                 "10.0.0.2:9 -> 10.0.0.16:9, 60 bytes + FCS"},
+                    "generator": "dpdk-testpmd --no-pci --no-huge (memfd) --file-prefix vhost_bench-tp-PID "
+                                 "--forward-mode=txonly, one UDP flow 10.0.0.2:9 -> 10.0.0.16:9, 60 bytes + FCS"},
        "summary": summary, "runs": rows, "ok": summary["ok"]}
 json.dump(res, open(out, "w"), indent=1)
 print("\nvhost-user throughput: %d runs (each the median of %d floor/worker sample pairs of %g s)" % (runs, repeat, seconds))
