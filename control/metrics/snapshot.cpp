@@ -135,8 +135,6 @@ control_sample read_control(const agent& ag, double now_unix) {
     c.last_renewal_unix = to_unix(ls.renewals.last_renewal, now_unix);
     c.local_endpoints = ag.local_endpoint_count();
     c.remote_endpoints = sync.applied().endpoints.size();
-    c.remote_vteps = sync.applied().vteps.size();
-    c.networks = sync.applied().networks.size();
     return c;
 }
 

@@ -70,7 +70,7 @@ struct control_sample {
     uint64_t renewals = 0, renew_failures = 0, liveness_losses = 0;
     std::optional<double> last_sync_unix;      ///< last watch snapshot/batch applied
     std::optional<double> last_renewal_unix;   ///< last confirmed liveness renewal
-    uint64_t local_endpoints = 0, remote_endpoints = 0, remote_vteps = 0, networks = 0;
+    uint64_t local_endpoints = 0, remote_endpoints = 0;
 };
 
 struct stats_snapshot {
