@@ -239,12 +239,13 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
         keys[i] = &ep_keys[i];
     rte_hash_lookup_bulk_data(w.tables->endpoints, keys, n_uni, &ep_hits, ep_data);
     for (uint16_t i = 0; i < n_uni; i++) {
-        const auto* ep = ((ep_hits >> i) & 1) ? static_cast<const endpoint_entry*>(ep_data[i]) : nullptr;
-        if (ep == nullptr || ep->where != endpoint_entry::location::local) {
+        const bool hit = (ep_hits >> i) & 1;
+        const endpoint_value ep = endpoint_value::from_data(hit ? ep_data[i] : nullptr);
+        if (!ep.is_local()) {   // unknown, or not on this host
             drop(w, uplink, uni[i], drop_reason::unknown_dst);
             continue;
         }
-        tx_enqueue(w, ep->port_id, uni[i]);
+        tx_enqueue(w, ep.index, uni[i]);
     }
 }
 

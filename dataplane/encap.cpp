@@ -55,8 +55,15 @@ uint32_t inner_flow_hash(const rte_mbuf* m) noexcept {
     return rte_hash_crc(&k, sizeof(k), 0);
 }
 
-/// Per-burst cache of the VTEP entries of the segment's flood list, looked up in bulk
-/// the first time a BUM frame needs them.
+/// The VTEP in `slot` when its next hop is known, else nullptr.
+const vtep_entry* resolved_vtep(const worker& w, uint16_t slot) noexcept {
+    // acquire; pairs with the release store in table_writer::publish()
+    const vtep_entry* v = w.tables->vtep_slots[slot].load(std::memory_order_acquire);
+    return v != nullptr && v->resolved ? v : nullptr;
+}
+
+/// Per-burst cache of the VTEP entries of the segment's flood list, loaded the first
+/// time a BUM frame needs them.
 struct flood_vteps {
     bool loaded = false;
     const vtep_entry* v[max_remote_vteps_per_network];
@@ -64,19 +71,8 @@ struct flood_vteps {
 
 void load_flood_vteps(const worker& w, const segment& seg, flood_vteps& fv) noexcept {
     fv.loaded = true;
-    for (uint16_t base = 0; base < seg.n_remote_vteps; base += RTE_HASH_LOOKUP_BULK_MAX) {
-        const uint16_t n = RTE_MIN(seg.n_remote_vteps - base, RTE_HASH_LOOKUP_BULK_MAX);
-        const void* keys[RTE_HASH_LOOKUP_BULK_MAX];
-        void* data[RTE_HASH_LOOKUP_BULK_MAX];
-        uint64_t hits = 0;
-        for (uint16_t i = 0; i < n; i++)
-            keys[i] = &seg.remote_vteps[base + i];
-        rte_hash_lookup_bulk_data(w.tables->vteps, keys, n, &hits, data);
-        for (uint16_t i = 0; i < n; i++) {
-            const auto* v = (hits >> i) & 1 ? static_cast<const vtep_entry*>(data[i]) : nullptr;
-            fv.v[base + i] = v != nullptr && v->resolved ? v : nullptr;
-        }
-    }
+    for (uint16_t i = 0; i < seg.n_remote_vteps; i++)
+        fv.v[i] = resolved_vtep(w, seg.remote_vtep_slots[i]);
 }
 
 /// Prepends the outer headers towards `vtep`. Returns false (m untouched) when the
@@ -195,9 +191,9 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
     return udp->dst_port == RTE_BE16(53);
 }
 
-/// Known unicast of one burst: endpoints in bulk, then the VTEPs of the remote ones in
-/// bulk (bursts spread over many VTEPs, where a last-key cache mostly misses). Unknown
-/// unicast is appended to `bum` for flooding.
+/// Known unicast of one burst: endpoints in bulk; a remote endpoint's value names its
+/// VTEP's slot, so the VTEP is an array load, not a second hash lookup. Unknown unicast
+/// is appended to `bum` for flooding.
 void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
                    const vni_mac_key* keys, uint16_t n_uni, rte_mbuf** bum, uint16_t& n_bum) noexcept {
     const void* key_ptrs[max_burst];
@@ -207,43 +203,27 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
         key_ptrs[i] = &keys[i];
     rte_hash_lookup_bulk_data(w.tables->endpoints, key_ptrs, n_uni, &hits, data);
 
-    // Stage 2: where each packet goes; remote ones collect their VTEP address.
-    rte_mbuf* remote[max_burst];
-    rte_be32_t vtep_ips[max_burst];
-    uint16_t n_remote = 0;
+    // Stage 2: where each packet goes.
     for (uint16_t i = 0; i < n_uni; i++) {
         rte_mbuf* m = uni[i];
         if (((hits >> i) & 1) == 0) {
             bum[n_bum++] = m;   // unknown unicast is flooded
             continue;
         }
-        const auto* ep = static_cast<const endpoint_entry*>(data[i]);
-        if (ep->where == endpoint_entry::location::local) {
-            if (ep->port_id == rx_port)
+        const endpoint_value ep = endpoint_value::from_data(data[i]);
+        if (ep.is_local()) {
+            if (ep.index == rx_port)
                 drop(w, rx_port, m, drop_reason::hairpin);
             else
-                tx_enqueue(w, ep->port_id, m);
+                tx_enqueue(w, ep.index, m);
             continue;
         }
-        vtep_ips[n_remote] = ep->vtep_ip_be;
-        remote[n_remote++] = m;
-    }
-    if (n_remote == 0)
-        return;
-
-    // Stage 3: the VTEPs, in bulk, then encapsulation.
-    void* vtep_data[max_burst];
-    uint64_t vtep_hits = 0;
-    for (uint16_t i = 0; i < n_remote; i++)
-        key_ptrs[i] = &vtep_ips[i];
-    rte_hash_lookup_bulk_data(w.tables->vteps, key_ptrs, n_remote, &vtep_hits, vtep_data);
-    for (uint16_t i = 0; i < n_remote; i++) {
-        const auto* vtep = ((vtep_hits >> i) & 1) ? static_cast<const vtep_entry*>(vtep_data[i]) : nullptr;
-        if (vtep == nullptr || !vtep->resolved) {
-            drop(w, rx_port, remote[i], drop_reason::vtep_unresolved);
+        const vtep_entry* vtep = resolved_vtep(w, ep.index);
+        if (vtep == nullptr) {
+            drop(w, rx_port, m, drop_reason::vtep_unresolved);
             continue;
         }
-        encap_and_send(w, cfg, rx_port, remote[i], *vtep, seg);
+        encap_and_send(w, cfg, rx_port, m, *vtep, seg);
     }
 }
 

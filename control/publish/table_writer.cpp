@@ -56,8 +56,19 @@ rte_ether_addr gateway_mac_for(rte_be32_t gw_be) noexcept {
 
 using ep_key = std::pair<uint32_t, uint64_t>;   // (vni, MAC)
 
+/// What the writer remembers of an endpoint it published (the workers see only an
+/// endpoint_value in the hash's data pointer).
+struct ep_record {
+    endpoint_value::location where;
+    uint16_t port_id;          ///< local: the container port
+    rte_be32_t vtep_ip_be;     ///< remote: the VTEP the endpoint lives behind
+    rte_be32_t ip_be;
+    rte_ether_addr mac;
+    uint32_t vni;
+};
+
 struct retired {
-    enum class kind : uint32_t { endpoint, segment, vtep, config, binding, network_slot, vtep_slot };
+    enum class kind : uint32_t { segment, vtep, config, binding, network_slot, vtep_slot };
     void* p;
     kind what;
     uint32_t slot;
@@ -136,6 +147,9 @@ private:
     int publish_segment(const net_shadow& n) noexcept;
     int publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noexcept;
     int publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept;
+    /// rte_hash_add_key_data(), waiting for one grace period when the table is full of
+    /// deleted keys still in theirs.
+    int add_or_wait(rte_hash* h, const void* key, void* data) noexcept;
     void retire(void* p, retired::kind k, uint32_t slot = 0) noexcept;
     /// A free stats slot; waits for a grace period when all free ones are still retiring.
     int take_slot(slot_pool& pool) noexcept;
@@ -144,7 +158,7 @@ private:
     void unlink_endpoint(const ep_key& k, std::set<uint32_t>& dirty_nets) noexcept;
     int add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
     void remove_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
-    int install_endpoint(const endpoint_entry& e) noexcept;
+    int install_endpoint(const ep_record& e) noexcept;
     void republish(const std::set<uint32_t>& vnis) noexcept;
     void remove_vtep_if_unused(rte_be32_t ip_be) noexcept;
 
@@ -162,7 +176,7 @@ private:
     std::map<uint32_t, net_shadow> nets_;
     std::map<rte_be32_t, vtep_shadow> vteps_;
     std::set<rte_be32_t> explicit_vteps_;            // added by upsert_vtep(): kept when unused
-    std::map<ep_key, endpoint_entry> eps_;
+    std::map<ep_key, ep_record> eps_;
     std::map<std::pair<uint32_t, rte_be32_t>, uint64_t> addrs_;   // (vni, ip) -> MAC
     uint32_t n_bound_ports_ = 0;
     slot_pool network_slots_;
@@ -171,10 +185,9 @@ private:
 };
 
 // Frees for values deleted through the hashes' own defer queues.
-void free_endpoint(void*, void* data) { delete static_cast<endpoint_entry*>(data); }
 void free_segment(void*, void* data) { delete static_cast<segment*>(data); }
 void free_vtep(void*, void* data) { delete static_cast<vtep_entry*>(data); }
-void free_nothing(void*, void*) {}   // addresses carry the MAC in the pointer
+void free_nothing(void*, void*) {}   // endpoints and addresses carry their value in the pointer
 
 void table_writer_impl::free_retired(void* p, void* e, unsigned int n) {
     auto* self = static_cast<table_writer_impl*>(p);
@@ -182,7 +195,6 @@ void table_writer_impl::free_retired(void* p, void* e, unsigned int n) {
     for (unsigned int i = 0; i < n; i++) {
         const retired& r = items[i];
         switch (r.what) {
-        case retired::kind::endpoint: delete static_cast<endpoint_entry*>(r.p); break;
         case retired::kind::segment: delete static_cast<segment*>(r.p); break;
         case retired::kind::vtep: delete static_cast<vtep_entry*>(r.p); break;
         case retired::kind::config: delete static_cast<config_snapshot*>(r.p); break;
@@ -244,7 +256,7 @@ int table_writer_impl::init() noexcept {
         OVP_LOG(ERR, "table_writer: QSBR variable: %s", rte_strerror(rte_errno));
         return -ENOMEM;
     }
-    t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_endpoint);
+    t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_nothing);
     t_.addresses = create_hash("ad", limits_.max_endpoints, sizeof(vni_ip_key), free_nothing);
     t_.networks = create_hash("nw", limits_.max_networks, sizeof(uint32_t), free_segment);
     t_.vteps = create_hash("vt", limits_.max_vteps, sizeof(rte_be32_t), free_vtep);
@@ -292,7 +304,7 @@ table_writer_impl::~table_writer_impl() {
             free_value(nullptr, data);
         rte_hash_free(h);   // also frees what its defer queue still holds
     };
-    drain(t_.endpoints, free_endpoint);
+    drain(t_.endpoints, free_nothing);
     drain(t_.addresses, free_nothing);
     drain(t_.networks, free_segment);
     drain(t_.vteps, free_vtep);
@@ -332,18 +344,29 @@ int table_writer_impl::take_slot(slot_pool& pool) noexcept {
     return slot;
 }
 
-int table_writer_impl::publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept {
-    void* old = nullptr;
-    const bool replacing = rte_hash_lookup_data(h, key, &old) >= 0;
-    int rc = rte_hash_add_key_data(h, key, value);
+int table_writer_impl::add_or_wait(rte_hash* h, const void* key, void* data) noexcept {
+    int rc = rte_hash_add_key_data(h, key, data);
     if (rc == -ENOSPC) {
         // Deleted keys still in their grace period hold the room: wait for one grace
         // period (rare; bounded by one worker iteration) and let the add reclaim them.
         rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
-        rc = rte_hash_add_key_data(h, key, value);
+        rc = rte_hash_add_key_data(h, key, data);
     }
-    if (rc < 0)
+    return rc < 0 ? rc : 0;
+}
+
+int table_writer_impl::publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept {
+    void* old = nullptr;
+    const bool replacing = rte_hash_lookup_data(h, key, &old) >= 0;
+    if (int rc = add_or_wait(h, key, value); rc < 0)
         return rc;
+    if (k == retired::kind::vtep) {
+        // The slot array holds the same value: swap it there too before the old one
+        // is retired, so that no worker can find it after the grace period starts.
+        const auto* e = static_cast<const vtep_entry*>(value);
+        // release; pairs with the acquire loads in encap.cpp
+        t_.vtep_slots[e->stats_slot].store(e, std::memory_order_release);
+    }
     if (replacing)
         retire(old, k);
     return 0;
@@ -376,7 +399,8 @@ int table_writer_impl::publish_segment(const net_shadow& n) noexcept {
     for (uint16_t p : n.local_ports)
         s->local_ports[s->n_local_ports++] = p;
     for (const auto& [ip, refs] : n.remote_vteps)
-        s->remote_vteps[s->n_remote_vteps++] = ip;
+        if (auto v = vteps_.find(ip); v != vteps_.end())   // always: a VTEP outlives its endpoints
+            s->remote_vtep_slots[s->n_remote_vteps++] = v->second.slot;
     const uint32_t key = n.spec.vni;
     if (int rc = publish(t_.networks, &key, s, retired::kind::segment); rc < 0) {
         delete s;
@@ -480,7 +504,7 @@ int table_writer_impl::remove_network(uint32_t vni) noexcept {
     const std::set<uint64_t> macs = it->second.endpoints;
     std::set<rte_be32_t> vteps;
     for (uint64_t mac : macs) {
-        if (auto e = eps_.find({vni, mac}); e != eps_.end() && e->second.where == endpoint_entry::location::remote)
+        if (auto e = eps_.find({vni, mac}); e != eps_.end() && e->second.where == endpoint_value::location::remote)
             vteps.insert(e->second.vtep_ip_be);
         unlink_endpoint({vni, mac}, dirty);
     }
@@ -552,6 +576,8 @@ void table_writer_impl::remove_vtep_if_unused(rte_be32_t ip_be) noexcept {
     auto it = vteps_.find(ip_be);
     if (it == vteps_.end() || !it->second.endpoints.empty() || explicit_vteps_.count(ip_be) != 0)
         return;
+    // Unpublished from both places before the hash's defer queue takes the value.
+    t_.vtep_slots[it->second.slot].store(nullptr, std::memory_order_release);
     rte_hash_del_key(t_.vteps, &ip_be);   // freed by the hash's defer queue
     retire(nullptr, retired::kind::vtep_slot, it->second.slot);
     vteps_.erase(it);
@@ -560,13 +586,7 @@ void table_writer_impl::remove_vtep_if_unused(rte_be32_t ip_be) noexcept {
 int table_writer_impl::add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
     const vni_ip_key key{vni_to_wire(vni), ip_be};
     // The MAC travels in the pointer itself: nothing to retire on overwrite.
-    int rc = rte_hash_add_key_data(t_.addresses, &key, mac_to_data(mac));
-    if (rc == -ENOSPC) {
-        // As in publish(): deleted keys in their grace period hold the room.
-        rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
-        rc = rte_hash_add_key_data(t_.addresses, &key, mac_to_data(mac));
-    }
-    if (rc < 0)
+    if (int rc = add_or_wait(t_.addresses, &key, mac_to_data(mac)); rc < 0)
         return rc;
     addrs_[{vni, ip_be}] = mac_u64(mac);
     return 0;
@@ -585,9 +605,9 @@ void table_writer_impl::unlink_endpoint(const ep_key& k, std::set<uint32_t>& dir
     auto it = eps_.find(k);
     if (it == eps_.end())
         return;
-    const endpoint_entry e = it->second;
+    const ep_record e = it->second;
     auto nit = nets_.find(e.vni);
-    if (e.where == endpoint_entry::location::local) {
+    if (e.where == endpoint_value::location::local) {
         set_binding(e.port_id, nullptr);   // first: stop its ingress
         if (nit != nets_.end())
             nit->second.local_ports.erase(e.port_id);
@@ -610,16 +630,17 @@ void table_writer_impl::unlink_endpoint(const ep_key& k, std::set<uint32_t>& dir
     eps_.erase(it);
 }
 
-int table_writer_impl::install_endpoint(const endpoint_entry& e) noexcept {
-    auto* fresh = new (std::nothrow) endpoint_entry(e);
-    if (fresh == nullptr)
-        return -ENOMEM;
-    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
-    if (int rc = publish(t_.endpoints, &hk, fresh, retired::kind::endpoint); rc < 0) {
-        delete fresh;
-        return rc;
+int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
+    endpoint_value v{e.where, e.port_id};
+    if (e.where == endpoint_value::location::remote) {
+        auto it = vteps_.find(e.vtep_ip_be);
+        if (it == vteps_.end())
+            return -ENOENT;   // callers create the VTEP first
+        v.index = it->second.slot;
     }
-    return 0;
+    // The value travels in the pointer: an overwrite is one atomic store, nothing to retire.
+    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
+    return add_or_wait(t_.endpoints, &hk, v.to_data());
 }
 
 int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
@@ -634,7 +655,7 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
     if (bound != nullptr && (bound->vni != vni || !rte_is_same_ether_addr(&bound->mac, &mac)))
         return -EBUSY;   // one endpoint per port
     auto old = eps_.find(k);
-    const bool same_place = old != eps_.end() && old->second.where == endpoint_entry::location::local &&
+    const bool same_place = old != eps_.end() && old->second.where == endpoint_value::location::local &&
                             old->second.port_id == port_id;
     if (!same_place) {
         if (nit->second.local_ports.size() >= max_local_ports_per_network)
@@ -647,15 +668,15 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
         return -ENOMEM;
 
     std::set<uint32_t> dirty;
-    const bool was_remote = old != eps_.end() && old->second.where == endpoint_entry::location::remote;
+    const bool was_remote = old != eps_.end() && old->second.where == endpoint_value::location::remote;
     const rte_be32_t old_vtep = was_remote ? old->second.vtep_ip_be : 0;
     if (old != eps_.end() && !same_place)
         unlink_endpoint(k, dirty);   // moved (remote -> local, or to another port)
     else if (old != eps_.end() && old->second.ip_be != ip_be)
         remove_address(vni, old->second.ip_be, mac);
 
-    endpoint_entry e{};
-    e.where = endpoint_entry::location::local;
+    ep_record e{};
+    e.where = endpoint_value::location::local;
     e.port_id = port_id;
     e.ip_be = ip_be;
     e.mac = mac;
@@ -690,7 +711,7 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
         return -ENOENT;
     const ep_key k{vni, mac_u64(mac)};
     auto old = eps_.find(k);
-    const bool same_place = old != eps_.end() && old->second.where == endpoint_entry::location::remote &&
+    const bool same_place = old != eps_.end() && old->second.where == endpoint_value::location::remote &&
                             old->second.vtep_ip_be == vtep_ip_be;
     if (old == eps_.end() && eps_.size() >= limits_.max_endpoints)
         return -ENOSPC;
@@ -708,15 +729,15 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
     }
 
     std::set<uint32_t> dirty;
-    const bool was_remote = old != eps_.end() && old->second.where == endpoint_entry::location::remote;
+    const bool was_remote = old != eps_.end() && old->second.where == endpoint_value::location::remote;
     const rte_be32_t old_vtep = was_remote ? old->second.vtep_ip_be : 0;
     if (old != eps_.end() && !same_place)
         unlink_endpoint(k, dirty);
     else if (old != eps_.end() && old->second.ip_be != ip_be)
         remove_address(vni, old->second.ip_be, mac);
 
-    endpoint_entry e{};
-    e.where = endpoint_entry::location::remote;
+    ep_record e{};
+    e.where = endpoint_value::location::remote;
     e.vtep_ip_be = vtep_ip_be;
     e.ip_be = ip_be;
     e.mac = mac;
@@ -752,7 +773,7 @@ int table_writer_impl::remove_endpoint(uint32_t vni, const rte_ether_addr& mac) 
     auto it = eps_.find(k);
     if (it == eps_.end())
         return -ENOENT;
-    const bool remote = it->second.where == endpoint_entry::location::remote;
+    const bool remote = it->second.where == endpoint_value::location::remote;
     const rte_be32_t vtep = it->second.vtep_ip_be;
     std::set<uint32_t> dirty;
     unlink_endpoint(k, dirty);

@@ -13,6 +13,8 @@
 #include <rte_build_config.h>
 #include <rte_common.h>
 
+#include "overpass/tables.hpp"   // max_network_slots, max_vtep_slots
+
 namespace overpass {
 
 /// Why a packet was dropped. Generated from drop_reasons.def.
@@ -64,9 +66,6 @@ struct vtep_counters {
     counter tx_packets, tx_bytes, rx_packets, rx_bytes;
     counter last_seen_tsc;   ///< TSC of the last packet received from this VTEP
 };
-
-inline constexpr uint16_t max_network_slots = 1024;
-inline constexpr uint16_t max_vtep_slots = 1024;
 
 /// All counters of one worker. Worker writes; control reads.
 struct lcore_stats {

@@ -75,16 +75,29 @@ inline rte_ether_addr mac_from_data(const void* data) noexcept {
     return mac;
 }
 
-/// endpoints table value.
-struct endpoint_entry {
-    enum class location : uint8_t { local, remote };
+/// endpoints table value, carried in the data pointer itself like the addresses table's
+/// MAC: no allocation, nothing to retire on overwrite, and no dependent cache miss after
+/// the lookup (a million endpoints do not fit in any cache). Bits 0-15: the container
+/// port (local) or the VTEP's slot (remote, an index into dp_tables::vtep_slots and
+/// lcore_stats::vteps); bits 16-17: the location, never zero, so no value is null.
+struct endpoint_value {
+    enum class location : uint8_t { local = 1, remote = 2 };
     location where;
-    uint16_t port_id;          ///< local: the container port
-    rte_be32_t vtep_ip_be;     ///< remote: the VTEP the endpoint lives behind
-    rte_be32_t ip_be;
-    rte_ether_addr mac;
-    uint32_t vni;
+    uint16_t index;
+
+    void* to_data() const noexcept {
+        return reinterpret_cast<void*>(uintptr_t{static_cast<uint8_t>(where)} << 16 | index);
+    }
+    static endpoint_value from_data(const void* data) noexcept {
+        const auto v = reinterpret_cast<uintptr_t>(data);
+        return {static_cast<location>(v >> 16 & 3), static_cast<uint16_t>(v)};
+    }
+    bool is_local() const noexcept { return where == location::local; }
 };
+
+/// Stats slots of networks and VTEPs: indexes into lcore_stats and dp_tables::vtep_slots.
+inline constexpr uint16_t max_network_slots = 1024;
+inline constexpr uint16_t max_vtep_slots = 1024;
 
 inline constexpr uint16_t max_local_ports_per_network = 32;
 inline constexpr uint16_t max_remote_vteps_per_network = 256;
@@ -102,7 +115,8 @@ struct segment {
     uint16_t n_local_ports;
     uint16_t n_remote_vteps;
     uint16_t local_ports[max_local_ports_per_network];       ///< BUM flood list, local side
-    rte_be32_t remote_vteps[max_remote_vteps_per_network];  ///< BUM flood list, head-end replication
+    /// BUM flood list, head-end replication: slots of the VTEPs (dp_tables::vtep_slots)
+    uint16_t remote_vtep_slots[max_remote_vteps_per_network];
 };
 
 /// vteps table value (key: rte_be32_t underlay IPv4).
@@ -142,10 +156,15 @@ struct config_snapshot {
 /// Everything a worker reads. Control thread creates and publishes; workers read
 /// lock-free. Hash handles are created once at start-up and never replaced.
 struct dp_tables {
-    rte_hash* endpoints = nullptr;   ///< vni_mac_key -> const endpoint_entry*
+    rte_hash* endpoints = nullptr;   ///< vni_mac_key -> endpoint_value (in the pointer)
     rte_hash* addresses = nullptr;   ///< vni_ip_key  -> MAC packed with mac_to_data()
     rte_hash* networks = nullptr;    ///< uint32_t vni -> const segment*
-    rte_hash* vteps = nullptr;       ///< rte_be32_t ip -> const vtep_entry*
+    rte_hash* vteps = nullptr;       ///< rte_be32_t ip -> const vtep_entry* (decap: who sent it)
+    /// The same vtep_entry values by stats slot (encap and flooding: where to send it).
+    /// A slot is stored before any endpoint or flood list that names it is published and
+    /// cleared before the VTEP is deleted; it is reused only after a grace period.
+    /// release-stored by control; acquire-loaded by workers.
+    std::atomic<const vtep_entry*> vtep_slots[max_vtep_slots] = {};
     /// release-stored by control after the value is complete; acquire-loaded by workers
     std::atomic<const port_binding*> ports[RTE_MAX_ETHPORTS] = {};
     /// release-stored by control; acquire-loaded by workers once per burst
