@@ -15,6 +15,7 @@
 #include <rte_udp.h>
 #include <rte_vxlan.h>
 
+#include "dataplane/cksum.hpp"
 #include "dataplane/stages.hpp"
 
 namespace overpass::dp {
@@ -32,7 +33,7 @@ bool outer_cksum_ok(const rte_mbuf* m, const rte_ipv4_hdr* ip, uint16_t hl) noex
     case RTE_MBUF_F_RX_IP_CKSUM_BAD:
         return false;
     default:
-        return rte_raw_cksum(ip, hl) == 0xffff;
+        return (hl == ipv4_hdr_min_len ? ipv4_hdr20_sum(ip) : rte_raw_cksum(ip, hl)) == 0xffff;
     }
 }
 

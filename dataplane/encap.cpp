@@ -19,6 +19,7 @@
 #include <rte_udp.h>
 #include <rte_vxlan.h>
 
+#include "dataplane/cksum.hpp"
 #include "dataplane/stages.hpp"
 
 namespace overpass::dp {
@@ -92,9 +93,11 @@ bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& se
     auto* ip = reinterpret_cast<rte_ipv4_hdr*>(outer + eth_len);
     auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
     auto* vx = reinterpret_cast<rte_vxlan_hdr*>(udp + 1);
-    ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + vxlan_overhead - eth_len));
-    ip->hdr_checksum = 0;
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    const rte_be16_t total_length = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + vxlan_overhead - eth_len));
+    ip->total_length = total_length;
+    // The template's IPv4 header has zero length and checksum: its sum (read from the
+    // template, not from the bytes just written) plus the length is the whole header's.
+    ip->hdr_checksum = static_cast<uint16_t>(~cksum_add16(ipv4_hdr20_sum(vtep.outer_template + eth_len), total_length));
     udp->src_port = rte_cpu_to_be_16(static_cast<uint16_t>(vxlan_src_port_base + ((hash ^ (hash >> 16)) & 0x3fff)));
     udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
     udp->dgram_cksum = 0;   // RFC 7348: zero outer UDP checksum over IPv4

@@ -79,18 +79,24 @@ inline rte_ether_addr mac_from_data(const void* data) noexcept {
 /// MAC: no allocation, nothing to retire on overwrite, and no dependent cache miss after
 /// the lookup (a million endpoints do not fit in any cache). Bits 0-15: the container
 /// port (local) or the VTEP's slot (remote, an index into dp_tables::vtep_slots and
-/// lcore_stats::vteps); bits 16-17: the location, never zero, so no value is null.
+/// lcore_stats::vteps); bits 16-17: the location, never zero, so no value is null;
+/// bits 32-63: the endpoint's IPv4 address. Workers read `where` and `index` only; the
+/// address is there for the control thread, whose table_writer keeps no copy of the
+/// endpoints table and reads its records back from it.
 struct endpoint_value {
     enum class location : uint8_t { local = 1, remote = 2 };
     location where;
     uint16_t index;
+    rte_be32_t ip_be = 0;
 
     void* to_data() const noexcept {
-        return reinterpret_cast<void*>(uintptr_t{static_cast<uint8_t>(where)} << 16 | index);
+        static_assert(sizeof(uintptr_t) == 8, "the address travels in the upper half of the pointer");
+        return reinterpret_cast<void*>(uintptr_t{ip_be} << 32 | uintptr_t{static_cast<uint8_t>(where)} << 16 |
+                                       index);
     }
     static endpoint_value from_data(const void* data) noexcept {
         const auto v = reinterpret_cast<uintptr_t>(data);
-        return {static_cast<location>(v >> 16 & 3), static_cast<uint16_t>(v)};
+        return {static_cast<location>(v >> 16 & 3), static_cast<uint16_t>(v), static_cast<rte_be32_t>(v >> 32)};
     }
     bool is_local() const noexcept { return where == location::local; }
 };
@@ -126,7 +132,8 @@ struct vtep_entry {
     bool resolved;             ///< next-hop MAC known; outer template valid
     rte_ether_addr mac;        ///< next-hop MAC
     /// Prebuilt outer Ethernet/IPv4/UDP/VXLAN header towards this VTEP. Per packet the
-    /// encap stage fills in: IPv4 total length and checksum, UDP source port and length,
+    /// encap stage fills in: IPv4 total length and checksum (both zero here, so the
+    /// header's sum is the template's plus the length), UDP source port and length,
     /// VXLAN VNI.
     alignas(8) uint8_t outer_template[vxlan_overhead];
 };
