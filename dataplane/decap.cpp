@@ -7,7 +7,8 @@
 //  - only IPv4/UDP to our VTEP address and VXLAN port, with the I flag, from a known
 //    VTEP and for a known VNI is decapsulated; anything else is a counted drop;
 //  - a decapsulated frame is delivered only to local ports of its own VNI;
-//  - three bulk lookups per burst: vteps (outer source), networks (VNI), endpoints.
+//  - per burst: the sender VTEPs (worker hints checked against the slot array, bulk
+//    lookup for the rest), networks (last-key cache + bulk), endpoints (bulk).
 #include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_ip.h>
@@ -131,6 +132,45 @@ void flood_from_underlay(worker& w, uint16_t uplink, rte_mbuf* m, const segment&
     tx_enqueue(w, seg.local_ports[seg.n_local_ports - 1], m);
 }
 
+/// Sender VTEPs of a burst: the worker's hint for each address, checked against the
+/// slot array; the addresses without a valid hint are looked up in bulk and their hints
+/// refreshed. A burst from a real NIC queue mixes a few VTEPs, and one host talks to a
+/// bounded number of them (max_vtep_slots): the hints nearly always hold.
+void lookup_vteps(worker& w, const rte_be32_t* ips, uint16_t n, const vtep_entry** out) noexcept {
+    const void* keys[max_burst];
+    uint16_t idx[max_burst];
+    uint16_t hint_at[max_burst];
+    uint16_t n_miss = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        const uint16_t h = static_cast<uint16_t>((ips[i] * 0x9e3779b1u) >> 22) & (vtep_hint_entries - 1);
+        const uint16_t hint = w.vtep_hint[h];
+        if (hint != 0) {
+            // acquire; pairs with the release store in table_writer::publish()
+            const vtep_entry* v = w.tables->vtep_slots[hint - 1].load(std::memory_order_acquire);
+            if (v != nullptr && v->ip_be == ips[i]) {
+                out[i] = v;
+                continue;
+            }
+        }
+        out[i] = nullptr;
+        idx[n_miss] = i;
+        hint_at[n_miss] = h;
+        keys[n_miss++] = &ips[i];
+    }
+    if (n_miss == 0)
+        return;
+    void* data[max_burst];
+    uint64_t hits = 0;
+    rte_hash_lookup_bulk_data(w.tables->vteps, keys, n_miss, &hits, data);
+    for (uint16_t k = 0; k < n_miss; k++) {
+        if (((hits >> k) & 1) == 0)
+            continue;   // unknown VTEP: stays nullptr
+        const auto* v = static_cast<const vtep_entry*>(data[k]);
+        out[idx[k]] = v;
+        w.vtep_hint[hint_at[k]] = static_cast<uint16_t>(v->stats_slot + 1);
+    }
+}
+
 /// Networks of a burst. A burst from the uplink usually carries one VNI: a last-key
 /// cache, with the VNIs that differ from their predecessor looked up in bulk.
 void lookup_networks(const worker& w, const uint32_t* vni, uint16_t n, uint64_t& hits, void** data) noexcept {
@@ -188,12 +228,10 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
 
     // Stage 2: sender VTEP and network, in bulk.
     const void* keys[max_burst];
-    void* vtep_data[max_burst];
+    const vtep_entry* vteps[max_burst];
     void* seg_data[max_burst];
-    uint64_t vtep_hits = 0, seg_hits = 0;
-    for (uint16_t i = 0; i < n_vx; i++)
-        keys[i] = &src_ip[i];
-    rte_hash_lookup_bulk_data(w.tables->vteps, keys, n_vx, &vtep_hits, vtep_data);
+    uint64_t seg_hits = 0;
+    lookup_vteps(w, src_ip, n_vx, vteps);
     lookup_networks(w, vni, n_vx, seg_hits, seg_data);
 
     const uint64_t now = rte_rdtsc();
@@ -202,7 +240,8 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     uint16_t n_uni = 0;
     for (uint16_t i = 0; i < n_vx; i++) {
         rte_mbuf* m = vx[i];
-        if (((vtep_hits >> i) & 1) == 0) {
+        const vtep_entry* vtep = vteps[i];
+        if (vtep == nullptr) {
             drop(w, uplink, m, drop_reason::unknown_vtep);
             continue;
         }
@@ -210,7 +249,6 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
             drop(w, uplink, m, drop_reason::unknown_vni);
             continue;
         }
-        const auto* vtep = static_cast<const vtep_entry*>(vtep_data[i]);
         const auto* seg = static_cast<const segment*>(seg_data[i]);
         const uint32_t outer_bytes = rte_pktmbuf_pkt_len(m);
         vtep_counters& vc = w.stats.vteps[vtep->stats_slot];

@@ -19,6 +19,7 @@ namespace overpass {
 
 inline constexpr uint16_t max_burst = 32;
 inline constexpr uint16_t max_rxqs_per_worker = RTE_MAX_ETHPORTS * 2;
+inline constexpr uint16_t vtep_hint_entries = 1024;   ///< power of two
 
 /// Commands from the control thread to one worker (per-worker SP/SC ring).
 /// Plain old data: nothing with a refcount or a vtable travels on a ring.
@@ -76,6 +77,11 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     uint32_t idle_run = 0;
     uint64_t bum_tokens = 0;                 ///< replication token bucket
     uint64_t bum_refill_tsc = 0;
+    /// Decap's guess of a sender VTEP's slot (slot + 1; 0: none) by hash of its IPv4
+    /// address. Only a hint: it is checked against dp_tables::vtep_slots, whose entry
+    /// must carry the same address, so a stale or colliding hint costs a hash lookup,
+    /// never a wrong VTEP.
+    uint16_t vtep_hint[vtep_hint_entries] = {};
     // --- ... to here ---
 
     lcore_stats stats;                  ///< worker writes; control reads
