@@ -8,7 +8,10 @@
 //    VTEP and for a known VNI is decapsulated; anything else is a counted drop;
 //  - a decapsulated frame is delivered only to local ports of its own VNI;
 //  - per burst: the sender VTEPs (worker hints checked against the slot array, bulk
-//    lookup for the rest), networks (last-key cache + bulk), endpoints (bulk).
+//    lookup for the rest), networks (last-key cache + bulk), local endpoints (worker
+//    hints checked against the port bindings, bulk lookup for the rest).
+#include <cstring>
+
 #include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_ip.h>
@@ -171,6 +174,26 @@ void lookup_vteps(worker& w, const rte_be32_t* ips, uint16_t n, const vtep_entry
     }
 }
 
+uint16_t local_hint_index(const vni_mac_key& k) noexcept {
+    uint64_t words[2];
+    std::memcpy(words, &k, sizeof(words));
+    return static_cast<uint16_t>(((words[0] ^ words[1] * 0x9e3779b97f4a7c15ull) * 0xc2b2ae3d27d4eb4full) >> 56) &
+           (local_hint_entries - 1);
+}
+
+/// The container port of local endpoint `k` if the worker's hint for it holds, else
+/// RTE_MAX_ETHPORTS.
+uint16_t local_port_hint(const worker& w, const vni_mac_key& k) noexcept {
+    const uint16_t hint = w.local_hint[local_hint_index(k)];
+    if (hint == 0)
+        return RTE_MAX_ETHPORTS;
+    // acquire; pairs with the release exchange in table_writer (port binding publish)
+    const port_binding* b = w.tables->ports[hint - 1].load(std::memory_order_acquire);
+    if (b == nullptr || b->vni_wire != k.vni_wire || !rte_is_same_ether_addr(&b->mac, &k.mac))
+        return RTE_MAX_ETHPORTS;
+    return hint - 1;
+}
+
 /// Networks of a burst. A burst from the uplink usually carries one VNI: a last-key
 /// cache, with the VNIs that differ from their predecessor looked up in bulk.
 void lookup_networks(const worker& w, const uint32_t* vni, uint16_t n, uint64_t& hits, void** data) noexcept {
@@ -271,19 +294,33 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     if (n_uni == 0)
         return;
 
-    // Stage 3: inner destination, in bulk; only local endpoints of that VNI qualify.
+    // Stage 3: inner destination, only local endpoints of that VNI qualify: the worker's
+    // hint checked against the port binding, a bulk lookup for the rest.
+    uint16_t miss[max_burst];
+    uint16_t n_miss = 0;
+    for (uint16_t i = 0; i < n_uni; i++) {
+        const uint16_t port = local_port_hint(w, ep_keys[i]);
+        if (port != RTE_MAX_ETHPORTS)
+            tx_enqueue(w, port, uni[i]);
+        else
+            miss[n_miss++] = i;
+    }
+    if (n_miss == 0)
+        return;
     void* ep_data[max_burst];
     uint64_t ep_hits = 0;
-    for (uint16_t i = 0; i < n_uni; i++)
-        keys[i] = &ep_keys[i];
-    rte_hash_lookup_bulk_data(w.tables->endpoints, keys, n_uni, &ep_hits, ep_data);
-    for (uint16_t i = 0; i < n_uni; i++) {
-        const bool hit = (ep_hits >> i) & 1;
-        const endpoint_value ep = endpoint_value::from_data(hit ? ep_data[i] : nullptr);
+    for (uint16_t k = 0; k < n_miss; k++)
+        keys[k] = &ep_keys[miss[k]];
+    rte_hash_lookup_bulk_data(w.tables->endpoints, keys, n_miss, &ep_hits, ep_data);
+    for (uint16_t k = 0; k < n_miss; k++) {
+        const uint16_t i = miss[k];
+        const bool hit = (ep_hits >> k) & 1;
+        const endpoint_value ep = endpoint_value::from_data(hit ? ep_data[k] : nullptr);
         if (!ep.is_local()) {   // unknown, or not on this host
             drop(w, uplink, uni[i], drop_reason::unknown_dst);
             continue;
         }
+        w.local_hint[local_hint_index(ep_keys[i])] = static_cast<uint16_t>(ep.index + 1);
         tx_enqueue(w, ep.index, uni[i]);
     }
 }

@@ -20,6 +20,7 @@ namespace overpass {
 inline constexpr uint16_t max_burst = 32;
 inline constexpr uint16_t max_rxqs_per_worker = RTE_MAX_ETHPORTS * 2;
 inline constexpr uint16_t vtep_hint_entries = 1024;   ///< power of two
+inline constexpr uint16_t local_hint_entries = 256;   ///< power of two
 
 /// Commands from the control thread to one worker (per-worker SP/SC ring).
 /// Plain old data: nothing with a refcount or a vtable travels on a ring.
@@ -82,6 +83,12 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     /// must carry the same address, so a stale or colliding hint costs a hash lookup,
     /// never a wrong VTEP.
     uint16_t vtep_hint[vtep_hint_entries] = {};
+    /// Decap's guess of the container port of a local endpoint (port + 1; 0: none) by
+    /// hash of its (VNI, MAC). Checked against the port's binding, which names the
+    /// same VNI and MAC exactly while the endpoint is local on that port (published
+    /// after it, withdrawn before it), so a stale hint costs a hash lookup, never a
+    /// wrong port.
+    uint16_t local_hint[local_hint_entries] = {};
     // --- ... to here ---
 
     lcore_stats stats;                  ///< worker writes; control reads

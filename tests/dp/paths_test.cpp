@@ -277,6 +277,38 @@ TEST_F(dp_paths, decap_vtep_hint_survives_slot_reuse) {
     EXPECT_EQ(total_drops(), 2u);
 }
 
+// Decap remembers a local endpoint's port per worker. When the endpoint moves away, or
+// its port is bound to another endpoint, the old hint must not deliver anything.
+TEST_F(dp_paths, decap_local_hint_follows_moves) {
+    const bytes to_a = vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r_mac, r_ip, a_ip));
+    run1(g_uplink.port_id, to_a);
+    ASSERT_EQ(take(g_c1.port_id).size(), 1u);
+
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_a, a_ip, a_mac, v1_ip), 0);   // A moved away
+    run1(g_uplink.port_id, to_a);
+    EXPECT_EQ(take(g_c1.port_id).size(), 0u);
+    EXPECT_EQ(drops(drop_reason::unknown_dst), 1u);
+
+    // Port c1 now holds another endpoint E: frames for A still go nowhere, E's arrive.
+    const rte_ether_addr e_mac = mac(2, 0x42, 10, 0, 0, 77);
+    const rte_be32_t e_ip = ip4(10, 0, 0, 77);
+    ASSERT_EQ(tw_->upsert_local_endpoint(vni_a, e_ip, e_mac, g_c1.port_id), 0);
+    run1(g_uplink.port_id, to_a);
+    EXPECT_EQ(take(g_c1.port_id).size(), 0u);
+    EXPECT_EQ(drops(drop_reason::unknown_dst), 2u);
+    run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_a, udp_frame(e_mac, r_mac, r_ip, e_ip)));
+    EXPECT_EQ(take(g_c1.port_id).size(), 1u);
+
+    // E leaves and A comes back on c1: delivered there again.
+    ASSERT_EQ(tw_->remove_endpoint(vni_a, e_mac), 0);
+    ASSERT_EQ(tw_->upsert_local_endpoint(vni_a, a_ip, a_mac, g_c1.port_id), 0);
+    for (int i = 0; i < 2; i++) {
+        run1(g_uplink.port_id, to_a);
+        EXPECT_EQ(take(g_c1.port_id).size(), 1u) << i;
+    }
+    EXPECT_EQ(total_drops(), 2u);
+}
+
 TEST_F(dp_paths, decap_golden) {
     const bytes inner = udp_frame(a_mac, r_mac, r_ip, a_ip, 100);
     const bytes outer = vxlan_frame(v1_ip, vni_a, inner);
