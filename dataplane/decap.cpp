@@ -10,8 +10,6 @@
 //  - per burst: the sender VTEPs (worker hints checked against the slot array, bulk
 //    lookup for the rest), networks (last-key cache + bulk), local endpoints (worker
 //    hints checked against the port bindings, bulk lookup for the rest).
-#include <cstring>
-
 #include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_ip.h>
@@ -174,17 +172,10 @@ void lookup_vteps(worker& w, const rte_be32_t* ips, uint16_t n, const vtep_entry
     }
 }
 
-uint16_t local_hint_index(const vni_mac_key& k) noexcept {
-    uint64_t words[2];
-    std::memcpy(words, &k, sizeof(words));
-    return static_cast<uint16_t>(((words[0] ^ words[1] * 0x9e3779b97f4a7c15ull) * 0xc2b2ae3d27d4eb4full) >> 56) &
-           (local_hint_entries - 1);
-}
-
-/// The container port of local endpoint `k` if the worker's hint for it holds, else
-/// RTE_MAX_ETHPORTS.
-uint16_t local_port_hint(const worker& w, const vni_mac_key& k) noexcept {
-    const uint16_t hint = w.local_hint[local_hint_index(k)];
+/// The container port of local endpoint `k` (table hash `sig`) if the worker's hint for
+/// it holds, else RTE_MAX_ETHPORTS.
+uint16_t local_port_hint(const worker& w, const vni_mac_key& k, hash_sig_t sig) noexcept {
+    const uint16_t hint = w.local_hint[sig & (local_hint_entries - 1)];
     if (hint == 0)
         return RTE_MAX_ETHPORTS;
     // acquire; pairs with the release exchange in table_writer (port binding publish)
@@ -258,8 +249,10 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     lookup_networks(w, vni, n_vx, seg_hits, seg_data);
 
     const uint64_t now = rte_rdtsc();
+    decap_tally tally;
     rte_mbuf* uni[max_burst];
     vni_mac_key ep_keys[max_burst];
+    hash_sig_t ep_sigs[max_burst];
     uint16_t n_uni = 0;
     for (uint16_t i = 0; i < n_vx; i++) {
         rte_mbuf* m = vx[i];
@@ -278,9 +271,7 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
         vc.rx_packets.add(1);
         vc.rx_bytes.add(outer_bytes);
         vc.last_seen_tsc.set(now);
-        network_counters& nc = w.stats.networks[seg->stats_slot];
-        nc.decap_packets.add(1);
-        nc.decap_bytes.add(outer_bytes - outer_len[i]);
+        tally.add(w, seg->stats_slot, outer_bytes - outer_len[i]);
 
         rte_pktmbuf_adj(m, outer_len[i]);   // cannot fail: check_outer() saw the bytes
         const auto* inner = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
@@ -288,9 +279,12 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
             flood_from_underlay(w, uplink, m, *seg);
             continue;
         }
-        ep_keys[n_uni] = make_vni_mac_key(seg->vni_wire, inner->dst_addr);
+        const vni_mac_key k = make_vni_mac_key(seg->vni_wire, inner->dst_addr);
+        ep_keys[n_uni] = k;
+        ep_sigs[n_uni] = vni_mac_key_hash(k);
         uni[n_uni++] = m;
     }
+    tally.flush(w);
     if (n_uni == 0)
         return;
 
@@ -299,7 +293,7 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     uint16_t miss[max_burst];
     uint16_t n_miss = 0;
     for (uint16_t i = 0; i < n_uni; i++) {
-        const uint16_t port = local_port_hint(w, ep_keys[i]);
+        const uint16_t port = local_port_hint(w, ep_keys[i], ep_sigs[i]);
         if (port != RTE_MAX_ETHPORTS)
             tx_enqueue(w, port, uni[i]);
         else
@@ -308,10 +302,13 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     if (n_miss == 0)
         return;
     void* ep_data[max_burst];
+    hash_sig_t miss_sigs[max_burst];
     uint64_t ep_hits = 0;
-    for (uint16_t k = 0; k < n_miss; k++)
+    for (uint16_t k = 0; k < n_miss; k++) {
         keys[k] = &ep_keys[miss[k]];
-    rte_hash_lookup_bulk_data(w.tables->endpoints, keys, n_miss, &ep_hits, ep_data);
+        miss_sigs[k] = ep_sigs[miss[k]];
+    }
+    rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, keys, miss_sigs, n_miss, &ep_hits, ep_data);
     for (uint16_t k = 0; k < n_miss; k++) {
         const uint16_t i = miss[k];
         const bool hit = (ep_hits >> k) & 1;
@@ -320,7 +317,7 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
             drop(w, uplink, uni[i], drop_reason::unknown_dst);
             continue;
         }
-        w.local_hint[local_hint_index(ep_keys[i])] = static_cast<uint16_t>(ep.index + 1);
+        w.local_hint[ep_sigs[i] & (local_hint_entries - 1)] = static_cast<uint16_t>(ep.index + 1);
         tx_enqueue(w, ep.index, uni[i]);
     }
 }

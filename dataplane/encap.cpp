@@ -83,7 +83,7 @@ void load_flood_vteps(const worker& w, const segment& seg, flood_vteps& fv) noex
 
 /// Prepends the outer headers towards `vtep`. Returns false (m untouched) when the
 /// mbuf has no headroom, which our pools never produce.
-bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& seg) noexcept {
+bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& seg, encap_tally& tally) noexcept {
     const uint32_t inner_len = rte_pktmbuf_pkt_len(m);
     const uint32_t hash = inner_flow_hash(m);
     auto* outer = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, vxlan_overhead));
@@ -103,9 +103,7 @@ bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& se
     udp->dgram_cksum = 0;   // RFC 7348: zero outer UDP checksum over IPv4
     vx->vx_vni = seg.vni_wire;
 
-    network_counters& nc = w.stats.networks[seg.stats_slot];
-    nc.encap_packets.add(1);
-    nc.encap_bytes.add(inner_len);
+    tally.add(w, seg.stats_slot, inner_len);   // a burst has one segment: one run
     vtep_counters& vc = w.stats.vteps[vtep.stats_slot];
     vc.tx_packets.add(1);
     vc.tx_bytes.add(inner_len + vxlan_overhead);
@@ -113,8 +111,8 @@ bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& se
 }
 
 void encap_and_send(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
-                    const vtep_entry& vtep, const segment& seg) noexcept {
-    if (!encap_one(w, m, vtep, seg)) {
+                    const vtep_entry& vtep, const segment& seg, encap_tally& tally) noexcept {
+    if (!encap_one(w, m, vtep, seg, tally)) {
         drop(w, rx_port, m, drop_reason::malformed);
         return;
     }
@@ -146,7 +144,7 @@ bool bum_budget(worker& w, const config_snapshot& cfg, uint32_t frames) noexcept
 /// Head-end replication of one BUM (or unknown unicast) frame to every other local port
 /// of the segment and every resolved remote VTEP of its flood list.
 void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
-                          const segment& seg, flood_vteps& fv) noexcept {
+                          const segment& seg, flood_vteps& fv, encap_tally& tally) noexcept {
     w.stats.networks[seg.stats_slot].bum_packets.add(1);
     if (!fv.loaded && seg.n_remote_vteps != 0)
         load_flood_vteps(w, seg, fv);
@@ -184,7 +182,7 @@ void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_por
         if (fv.v[i] == nullptr)
             continue;
         if (rte_mbuf* c = next_copy(); c != nullptr)
-            encap_and_send(w, cfg, rx_port, c, *fv.v[i], seg);
+            encap_and_send(w, cfg, rx_port, c, *fv.v[i], seg, tally);
     }
 }
 
@@ -203,13 +201,14 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
 /// VTEP's slot, so the VTEP is an array load, not a second hash lookup. Unknown unicast
 /// is appended to `bum` for flooding.
 void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
-                   const vni_mac_key* keys, uint16_t n_uni, rte_mbuf** bum, uint16_t& n_bum) noexcept {
+                   const vni_mac_key* keys, hash_sig_t* sigs, uint16_t n_uni, rte_mbuf** bum,
+                   uint16_t& n_bum, encap_tally& tally) noexcept {
     const void* key_ptrs[max_burst];
     void* data[max_burst];
     uint64_t hits = 0;
     for (uint16_t i = 0; i < n_uni; i++)
         key_ptrs[i] = &keys[i];
-    rte_hash_lookup_bulk_data(w.tables->endpoints, key_ptrs, n_uni, &hits, data);
+    rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, key_ptrs, sigs, n_uni, &hits, data);
 
     // Stage 2: where each packet goes.
     for (uint16_t i = 0; i < n_uni; i++) {
@@ -231,7 +230,7 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
             drop(w, rx_port, m, drop_reason::vtep_unresolved);
             continue;
         }
-        encap_and_send(w, cfg, rx_port, m, *vtep, seg);
+        encap_and_send(w, cfg, rx_port, m, *vtep, seg, tally);
     }
 }
 
@@ -256,6 +255,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
 
     rte_mbuf* uni[max_burst];
     vni_mac_key keys[max_burst];
+    hash_sig_t sigs[max_burst];
     uint16_t n_uni = 0;
     rte_mbuf* bum[max_burst];
     uint16_t n_bum = 0;
@@ -309,16 +309,20 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
             drop(w, rx_port, m, drop_reason::no_route);
             continue;
         }
-        keys[n_uni] = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
+        const vni_mac_key k = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
+        keys[n_uni] = k;
+        sigs[n_uni] = vni_mac_key_hash(k);
         uni[n_uni++] = m;
     }
 
+    encap_tally tally;
     if (n_uni != 0)
-        unicast_burst(w, cfg, rx_port, *seg, uni, keys, n_uni, bum, n_bum);
+        unicast_burst(w, cfg, rx_port, *seg, uni, keys, sigs, n_uni, bum, n_bum, tally);
 
     flood_vteps fv;
     for (uint16_t i = 0; i < n_bum; i++)
-        flood_from_container(w, cfg, rx_port, bum[i], *seg, fv);
+        flood_from_container(w, cfg, rx_port, bum[i], *seg, fv, tally);
+    tally.flush(w);
 }
 
 } // namespace overpass::dp

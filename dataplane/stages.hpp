@@ -30,6 +30,34 @@ inline void drop(worker& w, uint16_t port, rte_mbuf* m, drop_reason reason) noex
     rte_pktmbuf_free(m);
 }
 
+/// A network's packet and byte counters accumulated over a run of packets of that
+/// network and written once per run (a burst mostly carries one network) instead of
+/// once per packet. flush() before the burst ends.
+template <counter network_counters::*Packets, counter network_counters::*Bytes>
+struct network_tally {
+    uint16_t slot = UINT16_MAX;
+    uint64_t packets = 0;
+    uint64_t bytes = 0;
+    void add(worker& w, uint16_t s, uint64_t b) noexcept {
+        if (s != slot) {
+            flush(w);
+            slot = s;
+        }
+        packets++;
+        bytes += b;
+    }
+    void flush(worker& w) noexcept {
+        if (packets == 0)
+            return;
+        network_counters& nc = w.stats.networks[slot];
+        (nc.*Packets).add(packets);
+        (nc.*Bytes).add(bytes);
+        packets = bytes = 0;
+    }
+};
+using encap_tally = network_tally<&network_counters::encap_packets, &network_counters::encap_bytes>;
+using decap_tally = network_tally<&network_counters::decap_packets, &network_counters::decap_bytes>;
+
 /// Frames shorter than this cannot be looked at (Ethernet header in the first segment).
 inline constexpr uint16_t eth_len = sizeof(rte_ether_hdr);
 

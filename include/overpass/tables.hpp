@@ -16,6 +16,7 @@
 #include <rte_byteorder.h>
 #include <rte_ether.h>
 #include <rte_hash.h>
+#include <rte_hash_crc.h>
 #include <rte_rcu_qsbr.h>
 
 namespace overpass {
@@ -52,6 +53,16 @@ inline vni_mac_key make_vni_mac_key(rte_be32_t vni_wire, const rte_ether_addr& m
     vni_mac_key k;
     std::memcpy(&k, words, sizeof(k));
     return k;
+}
+
+/// The endpoints table's hash of `k`, computed inline: equal to rte_hash_crc(&k, 16, 0),
+/// the table's hash_func and init value, so lookups can pass it with the key
+/// (rte_hash_lookup_with_hash_bulk_data) instead of a call per key through the
+/// table's function pointer.
+inline hash_sig_t vni_mac_key_hash(const vni_mac_key& k) noexcept {
+    uint64_t words[2];
+    std::memcpy(words, &k, sizeof(words));
+    return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
 }
 
 /// addresses table key: (VNI, IPv4).

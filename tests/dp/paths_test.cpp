@@ -309,6 +309,19 @@ TEST_F(dp_paths, decap_local_hint_follows_moves) {
     EXPECT_EQ(total_drops(), 2u);
 }
 
+// The workers pass their own hash of an endpoint key to rte_hash: it must be the
+// table's (a mismatch would make every lookup miss).
+TEST_F(dp_paths, endpoint_key_hash_is_the_tables) {
+    std::mt19937 rng(11);
+    for (int i = 0; i < 10000; i++) {
+        rte_ether_addr m;
+        for (auto& b : m.addr_bytes)
+            b = static_cast<uint8_t>(rng());
+        const vni_mac_key k = make_vni_mac_key(vni_to_wire(rng() & 0xffffff), m);
+        ASSERT_EQ(vni_mac_key_hash(k), rte_hash_hash(tw_->tables().endpoints, &k)) << i;
+    }
+}
+
 TEST_F(dp_paths, decap_golden) {
     const bytes inner = udp_frame(a_mac, r_mac, r_ip, a_ip, 100);
     const bytes outer = vxlan_frame(v1_ip, vni_a, inner);
@@ -325,6 +338,25 @@ TEST_F(dp_paths, decap_golden) {
     const auto& nc = w_->stats.networks[tw_->network_slot(vni_a)];
     EXPECT_EQ(nc.decap_packets.get(), 1u);
     EXPECT_EQ(nc.decap_bytes.get(), inner.size());
+}
+
+// Network counters are summed over runs of one network within a burst: a burst that
+// alternates networks must still count every frame to its own network.
+TEST_F(dp_paths, decap_counts_each_network_of_a_mixed_burst) {
+    const bytes to_a = udp_frame(a_mac, r_mac, r_ip, a_ip);       // vni_a, port c1
+    const bytes to_c = udp_frame(a_mac, s_mac, s_ip, a_ip, 50);   // vni_b, port c3
+    run(g_uplink.port_id, {vxlan_frame(v1_ip, vni_a, to_a), vxlan_frame(v3_ip, vni_b, to_c),
+                           vxlan_frame(v1_ip, vni_a, to_a), vxlan_frame(v1_ip, vni_a, to_a),
+                           vxlan_frame(v3_ip, vni_b, to_c)});
+    EXPECT_EQ(take(g_c1.port_id).size(), 3u);
+    EXPECT_EQ(take(g_c3.port_id).size(), 2u);
+    const auto& na = w_->stats.networks[tw_->network_slot(vni_a)];
+    const auto& nb = w_->stats.networks[tw_->network_slot(vni_b)];
+    EXPECT_EQ(na.decap_packets.get(), 3u);
+    EXPECT_EQ(na.decap_bytes.get(), 3 * to_a.size());
+    EXPECT_EQ(nb.decap_packets.get(), 2u);
+    EXPECT_EQ(nb.decap_bytes.get(), 2 * to_c.size());
+    EXPECT_EQ(total_drops(), 0u);
 }
 
 TEST_F(dp_paths, decap_strips_ethernet_padding) {
