@@ -10,18 +10,25 @@
 //    endpoints, an endpoint before the port binding that lets its traffic in; removal in
 //    the reverse order;
 //  - derived values (flood lists, outer-header templates) are rebuilt from the shadow
-//    state kept here, never on the workers.
+//    state kept here, never on the workers;
+//  - the endpoints and addresses tables are their own record: no copy of them is kept
+//    here (a million endpoints would cost more heap than the tables). An endpoint's
+//    record is read back from its endpoint_value (location, port or VTEP slot, IPv4
+//    address); networks and VTEPs keep counts and flood-list refcounts only. The rare
+//    operations that need every endpoint of a network or VTEP walk the endpoints table.
 #include "control/log.hpp"
 #include "control/publish/table_writer.hpp"
 
 #include "overpass/stats.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <new>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -41,10 +48,11 @@ namespace {
 constexpr size_t max_name_len = 12;   // "<name>_xx" must fit rte_hash/rte_ring name limits
 constexpr uint8_t outer_ttl = 64;
 
-uint64_t mac_u64(const rte_ether_addr& mac) noexcept {
-    uint64_t v = 0;
-    std::memcpy(&v, mac.addr_bytes, RTE_ETHER_ADDR_LEN);
-    return v;
+/// Deleted keys hold their slot until a grace period has passed: a quarter more room
+/// for them. Beyond that an add waits for one grace period (add_or_wait()), which frees
+/// them: bounded by one worker loop iteration.
+uint32_t table_entries(uint32_t max_entries) noexcept {
+    return std::max<uint32_t>(max_entries + max_entries / 4, 64);
 }
 
 /// Docker-style MAC of the gateway address (02:42 + IPv4 bytes): the same on every host.
@@ -54,10 +62,8 @@ rte_ether_addr gateway_mac_for(rte_be32_t gw_be) noexcept {
     return mac;
 }
 
-using ep_key = std::pair<uint32_t, uint64_t>;   // (vni, MAC)
-
-/// What the writer remembers of an endpoint it published (the workers see only an
-/// endpoint_value in the hash's data pointer).
+/// An endpoint as published: its key plus its endpoint_value, with the VTEP's slot
+/// resolved to the VTEP's address.
 struct ep_record {
     endpoint_value::location where;
     uint16_t port_id;          ///< local: the container port
@@ -133,13 +139,12 @@ private:
         uint16_t slot;
         std::set<uint16_t> local_ports;
         std::map<rte_be32_t, uint32_t> remote_vteps;   // VTEP -> endpoints of this VNI behind it
-        std::set<uint64_t> endpoints;                  // MACs
     };
     struct vtep_shadow {
         uint16_t slot;
         bool mac_known = false;
         rte_ether_addr mac{};
-        std::set<ep_key> endpoints;
+        uint32_t n_endpoints = 0;   // remote endpoints behind it
     };
 
     rte_hash* create_hash(const char* suffix, uint32_t entries, uint32_t key_len,
@@ -154,11 +159,20 @@ private:
     /// A free stats slot; waits for a grace period when all free ones are still retiring.
     int take_slot(slot_pool& pool) noexcept;
     void set_binding(uint16_t port, const port_binding* b) noexcept;
+    /// The endpoint as published, read back from the endpoints table.
+    std::optional<ep_record> find_endpoint(uint32_t vni, const rte_ether_addr& mac) const noexcept;
+    ep_record record_of(const vni_mac_key& k, const void* data) const noexcept;
+    /// Every endpoint of a network (vni != 0) or behind a VTEP slot (vni == 0). Walks the
+    /// whole endpoints table: for the rare removal of a network or a VTEP.
+    std::vector<ep_record> endpoints_of(uint32_t vni, uint16_t vtep_slot) const;
     /// Unpublishes an endpoint and updates the shadow; does not republish its segment.
-    void unlink_endpoint(const ep_key& k, std::set<uint32_t>& dirty_nets) noexcept;
+    void unlink_endpoint(const ep_record& e, std::set<uint32_t>& dirty_nets) noexcept;
     int add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
     void remove_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
     int install_endpoint(const ep_record& e) noexcept;
+    /// Rolls back a failed install_endpoint() + add_address(). `kept`: the endpoint's
+    /// record when it stayed in place (not unlinked).
+    void undo_install(uint32_t vni, const rte_ether_addr& mac, const std::optional<ep_record>& kept) noexcept;
     void republish(const std::set<uint32_t>& vnis) noexcept;
     void remove_vtep_if_unused(rte_be32_t ip_be) noexcept;
 
@@ -176,8 +190,9 @@ private:
     std::map<uint32_t, net_shadow> nets_;
     std::map<rte_be32_t, vtep_shadow> vteps_;
     std::set<rte_be32_t> explicit_vteps_;            // added by upsert_vtep(): kept when unused
-    std::map<ep_key, ep_record> eps_;
-    std::map<std::pair<uint32_t, rte_be32_t>, uint64_t> addrs_;   // (vni, ip) -> MAC
+    std::array<rte_be32_t, max_vtep_slots> vtep_ip_by_slot_{};   // valid while the slot's VTEP exists
+    uint32_t n_endpoints_ = 0;
+    uint32_t n_addresses_ = 0;
     uint32_t n_bound_ports_ = 0;
     slot_pool network_slots_;
     slot_pool vtep_slots_;
@@ -214,10 +229,7 @@ rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, u
     std::snprintf(hname, sizeof(hname), "%s_%s", name_.c_str(), suffix);
     rte_hash_parameters p{};
     p.name = hname;
-    // Deleted keys hold their slot until a grace period has passed: a quarter more room
-    // for them. Beyond that an add waits for one grace period (publish(), add_address()),
-    // which frees them: bounded by one worker loop iteration.
-    p.entries = std::max<uint32_t>(entries + entries / 4, 64);
+    p.entries = table_entries(entries);
     p.key_len = key_len;
     p.hash_func = rte_hash_crc;
     p.hash_func_init_val = 0;
@@ -487,7 +499,7 @@ int table_writer_impl::upsert_network(const network_spec& net) noexcept {
     const int slot = take_slot(network_slots_);
     if (slot < 0)
         return slot;
-    net_shadow n{net, static_cast<uint16_t>(slot), {}, {}, {}};
+    net_shadow n{net, static_cast<uint16_t>(slot), {}, {}};
     if (int rc = publish_segment(n); rc < 0) {
         network_slots_.give(static_cast<uint16_t>(slot));
         return rc;
@@ -501,12 +513,12 @@ int table_writer_impl::remove_network(uint32_t vni) noexcept {
     if (it == nets_.end())
         return -ENOENT;
     std::set<uint32_t> dirty;
-    const std::set<uint64_t> macs = it->second.endpoints;
     std::set<rte_be32_t> vteps;
-    for (uint64_t mac : macs) {
-        if (auto e = eps_.find({vni, mac}); e != eps_.end() && e->second.where == endpoint_value::location::remote)
-            vteps.insert(e->second.vtep_ip_be);
-        unlink_endpoint({vni, mac}, dirty);
+    // Collected first: rte_hash_iterate() must not run across deletes.
+    for (const ep_record& e : endpoints_of(vni, 0)) {
+        if (e.where == endpoint_value::location::remote)
+            vteps.insert(e.vtep_ip_be);
+        unlink_endpoint(e, dirty);
     }
     for (rte_be32_t ip : vteps)
         remove_vtep_if_unused(ip);
@@ -533,6 +545,7 @@ int table_writer_impl::upsert_vtep(rte_be32_t ip_be) noexcept {
     }
     vtep_shadow v;
     v.slot = static_cast<uint16_t>(slot);
+    vtep_ip_by_slot_[v.slot] = ip_be;
     if (int rc = publish_vtep(ip_be, v); rc < 0) {
         vtep_slots_.give(v.slot);
         explicit_vteps_.erase(ip_be);
@@ -547,7 +560,7 @@ int table_writer_impl::resolve_vtep(rte_be32_t ip_be, const rte_ether_addr& mac)
     if (it == vteps_.end())
         return -ENOENT;
     vtep_shadow& v = it->second;
-    const vtep_shadow prev_mac_state{v.slot, v.mac_known, v.mac, {}};
+    const vtep_shadow prev_mac_state = v;
     v.mac_known = true;
     v.mac = mac;
     if (int rc = publish_vtep(ip_be, v); rc < 0) {
@@ -563,9 +576,8 @@ int table_writer_impl::remove_vtep(rte_be32_t ip_be) noexcept {
     if (it == vteps_.end())
         return -ENOENT;
     std::set<uint32_t> dirty;
-    const std::set<ep_key> behind = it->second.endpoints;
-    for (const ep_key& k : behind)
-        unlink_endpoint(k, dirty);
+    for (const ep_record& e : endpoints_of(0, it->second.slot))
+        unlink_endpoint(e, dirty);
     republish(dirty);
     explicit_vteps_.erase(ip_be);
     remove_vtep_if_unused(ip_be);
@@ -574,7 +586,7 @@ int table_writer_impl::remove_vtep(rte_be32_t ip_be) noexcept {
 
 void table_writer_impl::remove_vtep_if_unused(rte_be32_t ip_be) noexcept {
     auto it = vteps_.find(ip_be);
-    if (it == vteps_.end() || !it->second.endpoints.empty() || explicit_vteps_.count(ip_be) != 0)
+    if (it == vteps_.end() || it->second.n_endpoints != 0 || explicit_vteps_.count(ip_be) != 0)
         return;
     // Unpublished from both places before the hash's defer queue takes the value.
     t_.vtep_slots[it->second.slot].store(nullptr, std::memory_order_release);
@@ -585,27 +597,65 @@ void table_writer_impl::remove_vtep_if_unused(rte_be32_t ip_be) noexcept {
 
 int table_writer_impl::add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
     const vni_ip_key key{vni_to_wire(vni), ip_be};
+    const bool fresh = rte_hash_lookup(t_.addresses, &key) < 0;
     // The MAC travels in the pointer itself: nothing to retire on overwrite.
     if (int rc = add_or_wait(t_.addresses, &key, mac_to_data(mac)); rc < 0)
         return rc;
-    addrs_[{vni, ip_be}] = mac_u64(mac);
+    n_addresses_ += fresh;
     return 0;
 }
 
 void table_writer_impl::remove_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept {
-    auto it = addrs_.find({vni, ip_be});
-    if (it == addrs_.end() || it->second != mac_u64(mac))
-        return;   // the address moved to another endpoint meanwhile: not ours to remove
     const vni_ip_key key{vni_to_wire(vni), ip_be};
+    void* data = nullptr;
+    if (rte_hash_lookup_data(t_.addresses, &key, &data) < 0)
+        return;
+    const rte_ether_addr owner = mac_from_data(data);
+    if (!rte_is_same_ether_addr(&owner, &mac))
+        return;   // the address moved to another endpoint meanwhile: not ours to remove
     rte_hash_del_key(t_.addresses, &key);
-    addrs_.erase(it);
+    n_addresses_--;
 }
 
-void table_writer_impl::unlink_endpoint(const ep_key& k, std::set<uint32_t>& dirty_nets) noexcept {
-    auto it = eps_.find(k);
-    if (it == eps_.end())
-        return;
-    const ep_record e = it->second;
+ep_record table_writer_impl::record_of(const vni_mac_key& k, const void* data) const noexcept {
+    const endpoint_value v = endpoint_value::from_data(data);
+    ep_record e{};
+    e.where = v.where;
+    e.ip_be = v.ip_be;
+    e.mac = k.mac;
+    e.vni = vni_from_wire(k.vni_wire);
+    if (v.is_local())
+        e.port_id = v.index;
+    else
+        e.vtep_ip_be = vtep_ip_by_slot_[v.index];   // a VTEP outlives its endpoints
+    return e;
+}
+
+std::optional<ep_record> table_writer_impl::find_endpoint(uint32_t vni, const rte_ether_addr& mac) const noexcept {
+    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
+    void* data = nullptr;
+    if (rte_hash_lookup_data(t_.endpoints, &hk, &data) < 0)
+        return std::nullopt;
+    return record_of(hk, data);
+}
+
+std::vector<ep_record> table_writer_impl::endpoints_of(uint32_t vni, uint16_t vtep_slot) const {
+    std::vector<ep_record> out;
+    const rte_be32_t vni_wire = vni_to_wire(vni);
+    const void* key = nullptr;
+    void* data = nullptr;
+    uint32_t next = 0;
+    while (rte_hash_iterate(t_.endpoints, &key, &data, &next) >= 0) {
+        const auto* k = static_cast<const vni_mac_key*>(key);
+        const endpoint_value v = endpoint_value::from_data(data);
+        const bool match = vni != 0 ? k->vni_wire == vni_wire : !v.is_local() && v.index == vtep_slot;
+        if (match)
+            out.push_back(record_of(*k, data));
+    }
+    return out;
+}
+
+void table_writer_impl::unlink_endpoint(const ep_record& e, std::set<uint32_t>& dirty_nets) noexcept {
     auto nit = nets_.find(e.vni);
     if (e.where == endpoint_value::location::local) {
         set_binding(e.port_id, nullptr);   // first: stop its ingress
@@ -618,20 +668,18 @@ void table_writer_impl::unlink_endpoint(const ep_key& k, std::set<uint32_t>& dir
                 nit->second.remote_vteps.erase(r);
         }
         if (auto v = vteps_.find(e.vtep_ip_be); v != vteps_.end())
-            v->second.endpoints.erase(k);
+            v->second.n_endpoints--;
     }
-    if (nit != nets_.end()) {
-        nit->second.endpoints.erase(k.second);
+    if (nit != nets_.end())
         dirty_nets.insert(e.vni);
-    }
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
     rte_hash_del_key(t_.endpoints, &hk);   // freed by the hash's defer queue
+    n_endpoints_--;
     remove_address(e.vni, e.ip_be, e.mac);
-    eps_.erase(it);
 }
 
 int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
-    endpoint_value v{e.where, e.port_id};
+    endpoint_value v{e.where, e.port_id, e.ip_be};
     if (e.where == endpoint_value::location::remote) {
         auto it = vteps_.find(e.vtep_ip_be);
         if (it == vteps_.end())
@@ -643,6 +691,18 @@ int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
     return add_or_wait(t_.endpoints, &hk, v.to_data());
 }
 
+void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
+                                     const std::optional<ep_record>& kept) noexcept {
+    // An endpoint kept in place gets its previous value back (an overwrite, which cannot
+    // fail); one that was unlinked, or new, is taken back out if it got in.
+    if (kept) {
+        install_endpoint(*kept);
+        return;
+    }
+    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
+    rte_hash_del_key(t_.endpoints, &hk);
+}
+
 int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
                                              uint16_t port_id) noexcept {
     if (port_id >= RTE_MAX_ETHPORTS || (have_config_ && port_id == cfg_.uplink_port))
@@ -650,17 +710,15 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
     auto nit = nets_.find(vni);
     if (nit == nets_.end())
         return -ENOENT;
-    const ep_key k{vni, mac_u64(mac)};
     const port_binding* bound = t_.ports[port_id].load(std::memory_order_relaxed);
     if (bound != nullptr && (bound->vni != vni || !rte_is_same_ether_addr(&bound->mac, &mac)))
         return -EBUSY;   // one endpoint per port
-    auto old = eps_.find(k);
-    const bool same_place = old != eps_.end() && old->second.where == endpoint_value::location::local &&
-                            old->second.port_id == port_id;
+    const std::optional<ep_record> old = find_endpoint(vni, mac);
+    const bool same_place = old && old->where == endpoint_value::location::local && old->port_id == port_id;
     if (!same_place) {
         if (nit->second.local_ports.size() >= max_local_ports_per_network)
             return -ENOSPC;
-        if (old == eps_.end() && eps_.size() >= limits_.max_endpoints)
+        if (!old && n_endpoints_ >= limits_.max_endpoints)
             return -ENOSPC;
     }
     auto* binding = new (std::nothrow) port_binding{port_id, vni, vni_to_wire(vni), ip_be, mac};
@@ -668,12 +726,12 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
         return -ENOMEM;
 
     std::set<uint32_t> dirty;
-    const bool was_remote = old != eps_.end() && old->second.where == endpoint_value::location::remote;
-    const rte_be32_t old_vtep = was_remote ? old->second.vtep_ip_be : 0;
-    if (old != eps_.end() && !same_place)
-        unlink_endpoint(k, dirty);   // moved (remote -> local, or to another port)
-    else if (old != eps_.end() && old->second.ip_be != ip_be)
-        remove_address(vni, old->second.ip_be, mac);
+    const bool was_remote = old && old->where == endpoint_value::location::remote;
+    const rte_be32_t old_vtep = was_remote ? old->vtep_ip_be : 0;
+    if (old && !same_place)
+        unlink_endpoint(*old, dirty);   // moved (remote -> local, or to another port)
+    else if (old && old->ip_be != ip_be)
+        remove_address(vni, old->ip_be, mac);
 
     ep_record e{};
     e.where = endpoint_value::location::local;
@@ -686,15 +744,11 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
         rc = add_address(vni, ip_be, mac);
     if (rc < 0) {
         delete binding;
-        if (eps_.count(k) == 0) {   // not half-published: take the entry back out
-            const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
-            rte_hash_del_key(t_.endpoints, &hk);
-        }
+        undo_install(vni, mac, same_place ? old : std::nullopt);
         republish(dirty);
         return rc;
     }
-    eps_[k] = e;
-    nit->second.endpoints.insert(k.second);
+    n_endpoints_ += !same_place;
     if (nit->second.local_ports.insert(port_id).second)
         dirty.insert(vni);
     republish(dirty);
@@ -709,11 +763,9 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
     auto nit = nets_.find(vni);
     if (nit == nets_.end())
         return -ENOENT;
-    const ep_key k{vni, mac_u64(mac)};
-    auto old = eps_.find(k);
-    const bool same_place = old != eps_.end() && old->second.where == endpoint_value::location::remote &&
-                            old->second.vtep_ip_be == vtep_ip_be;
-    if (old == eps_.end() && eps_.size() >= limits_.max_endpoints)
+    const std::optional<ep_record> old = find_endpoint(vni, mac);
+    const bool same_place = old && old->where == endpoint_value::location::remote && old->vtep_ip_be == vtep_ip_be;
+    if (!old && n_endpoints_ >= limits_.max_endpoints)
         return -ENOSPC;
     if (!same_place && nit->second.remote_vteps.count(vtep_ip_be) == 0 &&
         nit->second.remote_vteps.size() >= max_remote_vteps_per_network)
@@ -729,12 +781,12 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
     }
 
     std::set<uint32_t> dirty;
-    const bool was_remote = old != eps_.end() && old->second.where == endpoint_value::location::remote;
-    const rte_be32_t old_vtep = was_remote ? old->second.vtep_ip_be : 0;
-    if (old != eps_.end() && !same_place)
-        unlink_endpoint(k, dirty);
-    else if (old != eps_.end() && old->second.ip_be != ip_be)
-        remove_address(vni, old->second.ip_be, mac);
+    const bool was_remote = old && old->where == endpoint_value::location::remote;
+    const rte_be32_t old_vtep = was_remote ? old->vtep_ip_be : 0;
+    if (old && !same_place)
+        unlink_endpoint(*old, dirty);
+    else if (old && old->ip_be != ip_be)
+        remove_address(vni, old->ip_be, mac);
 
     ep_record e{};
     e.where = endpoint_value::location::remote;
@@ -746,19 +798,15 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
     if (rc == 0)
         rc = add_address(vni, ip_be, mac);
     if (rc < 0) {
-        if (eps_.count(k) == 0) {
-            const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
-            rte_hash_del_key(t_.endpoints, &hk);
-        }
+        undo_install(vni, mac, same_place ? old : std::nullopt);
         republish(dirty);
         if (created_vtep)
             remove_vtep_if_unused(vtep_ip_be);
         return rc;
     }
-    eps_[k] = e;
-    nit->second.endpoints.insert(k.second);
     if (!same_place) {
-        vteps_[vtep_ip_be].endpoints.insert(k);
+        n_endpoints_++;
+        vteps_[vtep_ip_be].n_endpoints++;
         if (nit->second.remote_vteps[vtep_ip_be]++ == 0)
             dirty.insert(vni);
     }
@@ -769,17 +817,14 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
 }
 
 int table_writer_impl::remove_endpoint(uint32_t vni, const rte_ether_addr& mac) noexcept {
-    const ep_key k{vni, mac_u64(mac)};
-    auto it = eps_.find(k);
-    if (it == eps_.end())
+    const std::optional<ep_record> e = find_endpoint(vni, mac);
+    if (!e)
         return -ENOENT;
-    const bool remote = it->second.where == endpoint_value::location::remote;
-    const rte_be32_t vtep = it->second.vtep_ip_be;
     std::set<uint32_t> dirty;
-    unlink_endpoint(k, dirty);
+    unlink_endpoint(*e, dirty);
     republish(dirty);
-    if (remote)
-        remove_vtep_if_unused(vtep);
+    if (e->where == endpoint_value::location::remote)
+        remove_vtep_if_unused(e->vtep_ip_be);
     return 0;
 }
 
@@ -795,8 +840,8 @@ void table_writer_impl::synchronize() noexcept {
 
 table_writer::sizes table_writer_impl::size() const noexcept {
     sizes s{};
-    s.endpoints = static_cast<uint32_t>(eps_.size());
-    s.addresses = static_cast<uint32_t>(addrs_.size());
+    s.endpoints = n_endpoints_;
+    s.addresses = n_addresses_;
     s.networks = static_cast<uint32_t>(nets_.size());
     s.vteps = static_cast<uint32_t>(vteps_.size());
     s.ports = n_bound_ports_;

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (the only writer of the data-plane tables)
 //
-// table_writer owns the dp_tables that workers read. It keeps a private shadow of
-// everything it published so that derived values (a network's flood lists, a VTEP's
-// outer-header template) are rebuilt here, never on the workers. Every replaced or
-// deleted value is retired through an rte_rcu_qsbr defer queue and freed only after
+// table_writer owns the dp_tables that workers read. It keeps a private shadow of the
+// networks and VTEPs it published so that derived values (a network's flood lists, a
+// VTEP's outer-header template) are rebuilt here, never on the workers; endpoints and
+// addresses are read back from their own tables (no copy on the heap). Every replaced
+// or deleted value is retired through an rte_rcu_qsbr defer queue and freed only after
 // all workers have reported quiescent.
 //
 // All methods return 0 or a negative errno and never throw.

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+// runs on: init only (test binary: the main thread plays the control thread)
+//
+// table_writer against EAL --no-huge, without ports: the endpoint records it reads back
+// from its own tables (it keeps no copy of them).
+#include <memory>
+
+#include <rte_hash.h>
+
+#include "control/publish/table_writer.hpp"
+#include "tests/dp/dp_support.hpp"
+
+using namespace overpass;
+using namespace overpass::test;
+
+namespace {
+
+constexpr uint32_t vni = 100;
+const rte_be32_t vtep_a = ip4(198, 18, 0, 1);
+const rte_be32_t vtep_b = ip4(198, 18, 0, 2);
+
+rte_ether_addr nth_mac(uint32_t i) {
+    return mac(0x02, 0x42, 0, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i));
+}
+rte_be32_t nth_ip(uint32_t i) {
+    return ip4(10, static_cast<uint8_t>(i >> 16), static_cast<uint8_t>(i >> 8), static_cast<uint8_t>(i));
+}
+
+ctl::network_spec net_spec() {
+    ctl::network_spec n{};
+    n.vni = vni;
+    n.mtu = 1450;
+    n.subnet_be = ip4(10, 0, 0, 0);
+    n.mask_be = ip4(255, 0, 0, 0);
+    n.gateway_be = ip4(10, 0, 0, 1);
+    return n;
+}
+
+/// The MAC the addresses table maps (vni, ip) to, or nothing.
+bool address_owner(ctl::table_writer& tw, rte_be32_t ip, rte_ether_addr& owner) {
+    const vni_ip_key k{vni_to_wire(vni), ip};
+    void* data = nullptr;
+    if (rte_hash_lookup_data(tw.tables().addresses, &k, &data) < 0)
+        return false;
+    owner = mac_from_data(data);
+    return true;
+}
+
+std::unique_ptr<ctl::table_writer> make_writer(const char* name, uint32_t max_endpoints) {
+    ctl::table_limits lim;
+    lim.max_endpoints = max_endpoints;
+    lim.max_networks = 4;
+    lim.max_vteps = 4;
+    return ctl::table_writer::create(name, lim);
+}
+
+endpoint_value endpoint_of(ctl::table_writer& tw, const rte_ether_addr& m) {
+    const vni_mac_key k = make_vni_mac_key(vni_to_wire(vni), m);
+    void* data = nullptr;
+    EXPECT_GE(rte_hash_lookup_data(tw.tables().endpoints, &k, &data), 0);
+    return endpoint_value::from_data(data);
+}
+
+TEST(table_writer, endpoint_value_round_trips_through_the_pointer) {
+    const endpoint_value v{endpoint_value::location::remote, 0xbeef, ip4(10, 255, 0, 7)};
+    ASSERT_NE(v.to_data(), nullptr);
+    const endpoint_value back = endpoint_value::from_data(v.to_data());
+    EXPECT_EQ(back.where, v.where);
+    EXPECT_EQ(back.index, v.index);
+    EXPECT_EQ(back.ip_be, v.ip_be);
+    const endpoint_value zero{endpoint_value::location::local, 0, 0};
+    EXPECT_NE(zero.to_data(), nullptr);
+}
+
+TEST(table_writer, records_are_read_back_from_the_tables) {
+    auto tw = make_writer("tw_rec", 64);
+    ASSERT_NE(tw, nullptr);
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    const rte_ether_addr a = nth_mac(1), b = nth_mac(2);
+    const rte_be32_t ip_a = nth_ip(1), ip_x = nth_ip(9);
+
+    // Local, then moved behind a VTEP (implicitly created), then back: the VTEP goes.
+    ASSERT_EQ(tw->upsert_local_endpoint(vni, ip_a, a, 3), 0);
+    EXPECT_EQ(tw->upsert_local_endpoint(vni, nth_ip(2), b, 3), -EBUSY);   // one endpoint per port
+    EXPECT_TRUE(endpoint_of(*tw, a).is_local());
+    EXPECT_EQ(endpoint_of(*tw, a).ip_be, ip_a);
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, ip_a, a, vtep_a), 0);
+    EXPECT_EQ(tw->tables().ports[3].load(), nullptr);
+    ASSERT_EQ(tw->vteps().size(), 1u);
+    EXPECT_EQ(endpoint_of(*tw, a).index, tw->vtep_slot(vtep_a));
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, ip_a, a, vtep_b), 0);   // to another VTEP
+    ASSERT_EQ(tw->vteps().size(), 1u);
+    EXPECT_EQ(tw->vteps()[0].ip_be, vtep_b);
+    ASSERT_EQ(tw->upsert_local_endpoint(vni, ip_a, a, 4), 0);
+    EXPECT_TRUE(tw->vteps().empty());
+    EXPECT_EQ(tw->size().endpoints, 1u);
+    EXPECT_EQ(tw->size().addresses, 1u);
+
+    // A new address in place: the old one goes.
+    ASSERT_EQ(tw->upsert_local_endpoint(vni, ip_x, a, 4), 0);
+    rte_ether_addr owner;
+    EXPECT_FALSE(address_owner(*tw, ip_a, owner));
+    ASSERT_TRUE(address_owner(*tw, ip_x, owner));
+    EXPECT_TRUE(rte_is_same_ether_addr(&owner, &a));
+    EXPECT_EQ(endpoint_of(*tw, a).ip_be, ip_x);
+
+    // The address moves to b; removing a leaves it to b.
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, ip_x, b, vtep_a), 0);
+    EXPECT_EQ(tw->size().addresses, 1u);
+    EXPECT_EQ(tw->size().endpoints, 2u);
+    ASSERT_EQ(tw->remove_endpoint(vni, a), 0);
+    EXPECT_EQ(tw->remove_endpoint(vni, a), -ENOENT);
+    ASSERT_TRUE(address_owner(*tw, ip_x, owner));
+    EXPECT_TRUE(rte_is_same_ether_addr(&owner, &b));
+    EXPECT_EQ(tw->size().addresses, 1u);
+    EXPECT_EQ(tw->tables().ports[4].load(), nullptr);
+
+    // remove_vtep takes the endpoints behind it; an explicit VTEP stays until removed.
+    ASSERT_EQ(tw->upsert_vtep(vtep_b), 0);
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(3), nth_mac(3), vtep_b), 0);
+    ASSERT_EQ(tw->upsert_local_endpoint(vni, nth_ip(4), nth_mac(4), 5), 0);
+    EXPECT_EQ(tw->size().endpoints, 3u);
+    ASSERT_EQ(tw->remove_vtep(vtep_a), 0);
+    EXPECT_EQ(tw->remove_endpoint(vni, b), -ENOENT);
+    EXPECT_FALSE(address_owner(*tw, ip_x, owner));
+    EXPECT_EQ(tw->size().endpoints, 2u);
+    EXPECT_EQ(tw->size().vteps, 1u);
+    ASSERT_EQ(tw->remove_endpoint(vni, nth_mac(3)), 0);
+    EXPECT_EQ(tw->size().vteps, 1u);   // explicit: kept
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(3), nth_mac(3), vtep_b), 0);
+
+    // remove_network takes every endpoint in it, and the implicit VTEPs with them.
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(5), nth_mac(5), vtep_a), 0);
+    ASSERT_EQ(tw->remove_network(vni), 0);
+    EXPECT_EQ(tw->size().endpoints, 0u);
+    EXPECT_EQ(tw->size().addresses, 0u);
+    EXPECT_EQ(tw->size().ports, 0u);
+    EXPECT_EQ(tw->size().vteps, 1u);   // vtep_b is explicit
+    EXPECT_EQ(tw->vtep_slot(vtep_a), -ENOENT);
+}
+
+} // namespace
+
+int main(int argc, char** argv) { return run_dp_tests(argc, argv); }
