@@ -48,6 +48,10 @@ namespace {
 constexpr size_t max_name_len = 12;   // "<name>_xx" must fit rte_hash/rte_ring name limits
 constexpr uint8_t outer_ttl = 64;
 
+/// The defer queue of the endpoints and addresses tables holds at most this many deleted
+/// keys (a 64k-slot ring: rte_rcu_qsbr_dq_create() rounds size + 1 up to a power of two).
+constexpr uint32_t max_bounded_dq = (1u << 16) - 1;
+
 /// Deleted keys hold their slot until a grace period has passed: a quarter more room
 /// for them. Beyond that an add waits for one grace period (add_or_wait()), which frees
 /// them: bounded by one worker loop iteration.
@@ -147,8 +151,11 @@ private:
         uint32_t n_endpoints = 0;   // remote endpoints behind it
     };
 
+    /// `dq_size` 0: the hash's defer queue holds the whole table (every deleted key
+    /// still holds its slot, so it can never overflow); otherwise every delete must go
+    /// through del_key().
     rte_hash* create_hash(const char* suffix, uint32_t entries, uint32_t key_len,
-                          rte_hash_free_key_data free_fn) noexcept;
+                          rte_hash_free_key_data free_fn, uint32_t dq_size) noexcept;
     int publish_segment(const net_shadow& n) noexcept;
     int publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noexcept;
     int publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept;
@@ -156,6 +163,11 @@ private:
     /// deleted keys still in theirs.
     int add_or_wait(rte_hash* h, const void* key, void* data) noexcept;
     void retire(void* p, retired::kind k, uint32_t slot = 0) noexcept;
+    /// rte_rcu_qsbr_synchronize(): every value and key deleted so far can be freed.
+    void wait_for_readers() noexcept;
+    /// rte_hash_del_key() on the endpoints or addresses table, keeping their bounded
+    /// defer queues from overflowing (see init()).
+    void del_key(rte_hash* h, const void* key) noexcept;
     /// A free stats slot; waits for a grace period when all free ones are still retiring.
     int take_slot(slot_pool& pool) noexcept;
     void set_binding(uint16_t port, const port_binding* b) noexcept;
@@ -194,6 +206,8 @@ private:
     uint32_t n_endpoints_ = 0;
     uint32_t n_addresses_ = 0;
     uint32_t n_bound_ports_ = 0;
+    uint32_t delete_budget_ = 0;    // deletes allowed between two grace periods (init())
+    uint32_t deletes_since_grace_ = 0;
     slot_pool network_slots_;
     slot_pool vtep_slots_;
     std::function<void(slot_kind, uint16_t)> slot_taken_;
@@ -224,7 +238,7 @@ void table_writer_impl::free_retired(void* p, void* e, unsigned int n) {
 }
 
 rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, uint32_t key_len,
-                                         rte_hash_free_key_data free_fn) noexcept {
+                                         rte_hash_free_key_data free_fn, uint32_t dq_size) noexcept {
     char hname[RTE_HASH_NAMESIZE];
     std::snprintf(hname, sizeof(hname), "%s_%s", name_.c_str(), suffix);
     rte_hash_parameters p{};
@@ -243,7 +257,7 @@ rte_hash* table_writer_impl::create_hash(const char* suffix, uint32_t entries, u
     rte_hash_rcu_config rc{};
     rc.v = t_.qsbr;
     rc.mode = RTE_HASH_QSBR_MODE_DQ;
-    rc.dq_size = 0;                   // default: the table size
+    rc.dq_size = dq_size;
     rc.trigger_reclaim_limit = 0;     // try to reclaim on every delete
     rc.max_reclaim_size = p.entries;  // ... everything whose grace period is over
     rc.key_data_ptr = nullptr;
@@ -268,10 +282,21 @@ int table_writer_impl::init() noexcept {
         OVP_LOG(ERR, "table_writer: QSBR variable: %s", rte_strerror(rte_errno));
         return -ENOMEM;
     }
-    t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_nothing);
-    t_.addresses = create_hash("ad", limits_.max_endpoints, sizeof(vni_ip_key), free_nothing);
-    t_.networks = create_hash("nw", limits_.max_networks, sizeof(uint32_t), free_segment);
-    t_.vteps = create_hash("vt", limits_.max_vteps, sizeof(rte_be32_t), free_vtep);
+    // A defer queue as large as its table costs 16 bytes per entry, rounded up to a power
+    // of two: 32 MB each for the endpoints and addresses of a million endpoints. Theirs
+    // are capped instead, and kept from overflowing by the writer: rte_hash_del_key()
+    // cannot wait for room in a full queue (it logs "Failed to push QSBR FIFO" and the
+    // key's slot is lost for good). Every enqueue first reclaims what is past its grace
+    // period (trigger_reclaim_limit 0), and del_key() waits for a grace period after
+    // every delete_budget_ deletes on the two tables together; the next enqueue then frees
+    // everything queued before the wait. So a queue never holds more than delete_budget_
+    // keys, half its size.
+    const uint32_t bounded_dq = std::min(table_entries(limits_.max_endpoints), max_bounded_dq);
+    delete_budget_ = bounded_dq / 2;
+    t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_nothing, bounded_dq);
+    t_.addresses = create_hash("ad", limits_.max_endpoints, sizeof(vni_ip_key), free_nothing, bounded_dq);
+    t_.networks = create_hash("nw", limits_.max_networks, sizeof(uint32_t), free_segment, 0);
+    t_.vteps = create_hash("vt", limits_.max_vteps, sizeof(rte_be32_t), free_vtep, 0);
     if (t_.endpoints == nullptr || t_.addresses == nullptr || t_.networks == nullptr || t_.vteps == nullptr)
         return -ENOMEM;
 
@@ -337,8 +362,20 @@ void table_writer_impl::retire(void* p, retired::kind k, uint32_t slot) noexcept
         return;
     // Queue full of values still in their grace period: wait for one (rare, bounded by
     // one worker loop iteration) rather than leak or free early.
-    rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+    wait_for_readers();
     free_retired(this, &r, 1);
+}
+
+void table_writer_impl::wait_for_readers() noexcept {
+    rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+    deletes_since_grace_ = 0;
+}
+
+void table_writer_impl::del_key(rte_hash* h, const void* key) noexcept {
+    if (rte_hash_del_key(h, key) < 0)
+        return;   // not there: nothing queued
+    if (++deletes_since_grace_ >= delete_budget_)
+        wait_for_readers();   // see init(): the next delete's reclaim empties the queues
 }
 
 int table_writer_impl::take_slot(slot_pool& pool) noexcept {
@@ -361,7 +398,7 @@ int table_writer_impl::add_or_wait(rte_hash* h, const void* key, void* data) noe
     if (rc == -ENOSPC) {
         // Deleted keys still in their grace period hold the room: wait for one grace
         // period (rare; bounded by one worker iteration) and let the add reclaim them.
-        rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+        wait_for_readers();
         rc = rte_hash_add_key_data(h, key, data);
     }
     return rc < 0 ? rc : 0;
@@ -613,7 +650,7 @@ void table_writer_impl::remove_address(uint32_t vni, rte_be32_t ip_be, const rte
     const rte_ether_addr owner = mac_from_data(data);
     if (!rte_is_same_ether_addr(&owner, &mac))
         return;   // the address moved to another endpoint meanwhile: not ours to remove
-    rte_hash_del_key(t_.addresses, &key);
+    del_key(t_.addresses, &key);
     n_addresses_--;
 }
 
@@ -673,7 +710,7 @@ void table_writer_impl::unlink_endpoint(const ep_record& e, std::set<uint32_t>& 
     if (nit != nets_.end())
         dirty_nets.insert(e.vni);
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
-    rte_hash_del_key(t_.endpoints, &hk);   // freed by the hash's defer queue
+    del_key(t_.endpoints, &hk);   // freed by the hash's defer queue
     n_endpoints_--;
     remove_address(e.vni, e.ip_be, e.mac);
 }
@@ -700,7 +737,7 @@ void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
         return;
     }
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
-    rte_hash_del_key(t_.endpoints, &hk);
+    del_key(t_.endpoints, &hk);
 }
 
 int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
@@ -834,7 +871,7 @@ void table_writer_impl::reclaim() noexcept {
 }
 
 void table_writer_impl::synchronize() noexcept {
-    rte_rcu_qsbr_synchronize(t_.qsbr, RTE_QSBR_THRID_INVALID);
+    wait_for_readers();
     reclaim();
 }
 

@@ -1,11 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
-// runs on: init only (test binary: the main thread plays the control thread)
+// runs on: init only (test binary: the main thread plays the control thread; a plain
+// thread plays a worker registered on the QSBR variable)
 //
 // table_writer against EAL --no-huge, without ports: the endpoint records it reads back
-// from its own tables (it keeps no copy of them).
+// from its own tables (it keeps no copy of them), and the bounded defer queues of the
+// endpoints and addresses tables under more deletes than they hold.
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <string>
+#include <thread>
 
 #include <rte_hash.h>
+#include <rte_log.h>
+#include <rte_rcu_qsbr.h>
 
 #include "control/publish/table_writer.hpp"
 #include "tests/dp/dp_support.hpp"
@@ -137,6 +147,98 @@ TEST(table_writer, records_are_read_back_from_the_tables) {
     EXPECT_EQ(tw->size().ports, 0u);
     EXPECT_EQ(tw->size().vteps, 1u);   // vtep_b is explicit
     EXPECT_EQ(tw->vtep_slot(vtep_a), -ENOENT);
+}
+
+/// A worker stand-in that reports quiescent only while the writer makes no progress
+/// (that is, waits in rte_rcu_qsbr_synchronize()): grace periods then end only when the
+/// writer asks for one, and whatever it deletes in between piles up in the defer queues.
+class stalled_reader {
+public:
+    static constexpr unsigned thread_id = 1;
+
+    stalled_reader(rte_rcu_qsbr* v, const std::atomic<uint64_t>& progress) : v_(v), progress_(progress) {
+        rte_rcu_qsbr_thread_register(v_, thread_id);
+        rte_rcu_qsbr_thread_online(v_, thread_id);
+        t_ = std::thread([this] { run(); });
+    }
+    ~stalled_reader() {
+        stop_.store(true);
+        t_.join();
+        rte_rcu_qsbr_thread_offline(v_, thread_id);
+        rte_rcu_qsbr_thread_unregister(v_, thread_id);
+    }
+
+private:
+    void run() {
+        uint64_t seen = progress_.load();
+        while (!stop_.load()) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            const uint64_t now = progress_.load();
+            if (now == seen)
+                rte_rcu_qsbr_quiescent(v_, thread_id);
+            seen = now;
+        }
+    }
+
+    rte_rcu_qsbr* v_;
+    const std::atomic<uint64_t>& progress_;
+    std::atomic<bool> stop_{false};
+    std::thread t_;
+};
+
+/// Captures the DPDK log (where rte_hash reports a defer queue overflow).
+class log_capture {
+public:
+    log_capture() : f_(open_memstream(&buf_, &len_)) { rte_openlog_stream(f_); }
+    ~log_capture() {
+        rte_openlog_stream(nullptr);
+        std::fclose(f_);
+        std::free(buf_);
+    }
+    std::string text() {
+        std::fflush(f_);
+        return std::string(buf_, len_);
+    }
+
+private:
+    char* buf_ = nullptr;
+    size_t len_ = 0;
+    FILE* f_;
+};
+
+TEST(table_writer, more_deletes_than_the_defer_queue_holds_lose_no_slot) {
+    // 100k endpoints: tables of 125k entries, defer queues capped at 65535 entries.
+    constexpr uint32_t n = 100000;
+    auto tw = make_writer("tw_dq", n);
+    ASSERT_NE(tw, nullptr);
+    log_capture log;
+    std::atomic<uint64_t> progress{0};
+    stalled_reader reader(tw->tables().qsbr, progress);
+
+    auto add_all = [&] {
+        for (uint32_t i = 0; i < n; i++) {
+            ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(i), nth_mac(i), vtep_a), 0) << i;
+            progress.fetch_add(1);
+        }
+        EXPECT_EQ(tw->size().endpoints, n);
+        EXPECT_EQ(tw->size().addresses, n);
+    };
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    add_all();
+    // 200k deletes (endpoints and addresses) one by one, then the table full again.
+    for (uint32_t i = 0; i < n; i++) {
+        ASSERT_EQ(tw->remove_endpoint(vni, nth_mac(i)), 0) << i;
+        progress.fetch_add(1);
+    }
+    EXPECT_EQ(tw->size().endpoints, 0u);
+    EXPECT_EQ(tw->size().addresses, 0u);
+    add_all();
+    // The same through remove_network (collected, then deleted in a row).
+    ASSERT_EQ(tw->remove_network(vni), 0);
+    EXPECT_EQ(tw->size().endpoints, 0u);
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    add_all();
+    EXPECT_EQ(log.text().find("Failed to push"), std::string::npos) << log.text();
 }
 
 } // namespace
