@@ -73,9 +73,20 @@ inline void to_control(worker& w, uint16_t port, rte_mbuf* m) noexcept {
 }
 
 // --- tx.cpp ---
+/// Sends w.tx[port] (non-empty) and empties it; leaves the dirty list alone.
+void tx_send_buffer(worker& w, uint16_t port) noexcept;
+
 /// Buffers `m` for transmission on `port` (this worker's TX queue). Sends the buffer at
 /// once when it is full. Invariant: a port is on w.dirty exactly when w.tx[port].n > 0.
-void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept;
+/// Inline: it runs once per forwarded packet.
+inline void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept {
+    tx_buffer& b = w.tx[port];
+    if (b.n == max_burst)
+        tx_send_buffer(w, port);   // stays on the dirty list: m is appended right below
+    else if (b.n == 0)
+        w.dirty[w.n_dirty++] = port;
+    b.pkts[b.n++] = m;
+}
 
 // --- encap.cpp: frames received from a container port ---
 void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf** pkts,

@@ -13,9 +13,7 @@
 
 namespace overpass::dp {
 
-namespace {
-
-void send_buffer(worker& w, uint16_t port) noexcept {
+void tx_send_buffer(worker& w, uint16_t port) noexcept {
     tx_buffer& b = w.tx[port];
     // Lengths are read before the burst: once sent, an mbuf belongs to the driver.
     uint32_t len[max_burst];
@@ -38,21 +36,10 @@ void send_buffer(worker& w, uint16_t port) noexcept {
     b.n = 0;
 }
 
-} // namespace
-
-void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept {
-    tx_buffer& b = w.tx[port];
-    if (b.n == max_burst)
-        send_buffer(w, port);   // stays on the dirty list: m is appended right below
-    else if (b.n == 0)
-        w.dirty[w.n_dirty++] = port;
-    b.pkts[b.n++] = m;
-}
-
 void tx_flush(worker& w) noexcept {
     for (uint16_t i = 0; i < w.n_dirty; i++) {
         const uint16_t port = w.dirty[i];
-        send_buffer(w, port);
+        tx_send_buffer(w, port);
     }
     w.n_dirty = 0;
 }
