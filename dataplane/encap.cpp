@@ -95,9 +95,9 @@ bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& se
     auto* vx = reinterpret_cast<rte_vxlan_hdr*>(udp + 1);
     const rte_be16_t total_length = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + vxlan_overhead - eth_len));
     ip->total_length = total_length;
-    // The template's IPv4 header has zero length and checksum: its sum (read from the
-    // template, not from the bytes just written) plus the length is the whole header's.
-    ip->hdr_checksum = static_cast<uint16_t>(~cksum_add16(ipv4_hdr20_sum(vtep.outer_template + eth_len), total_length));
+    // The template's IPv4 header has zero length and checksum: its sum, computed by the
+    // writer, plus the length is the whole header's.
+    ip->hdr_checksum = static_cast<uint16_t>(~cksum_add16(vtep.outer_ip_sum, total_length));
     udp->src_port = rte_cpu_to_be_16(static_cast<uint16_t>(vxlan_src_port_base + ((hash ^ (hash >> 16)) & 0x3fff)));
     udp->dgram_len = rte_cpu_to_be_16(static_cast<uint16_t>(inner_len + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
     udp->dgram_cksum = 0;   // RFC 7348: zero outer UDP checksum over IPv4

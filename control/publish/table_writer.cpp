@@ -483,6 +483,7 @@ int table_writer_impl::publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noex
         ip->dst_addr = ip_be;
         udp->dst_port = cfg_.vxlan_port_be;
         vx->vx_flags = RTE_BE32(0x08000000);   // I flag
+        e->outer_ip_sum = rte_raw_cksum(ip, sizeof(*ip));   // length and checksum still zero
     }
     if (int rc = publish(t_.vteps, &ip_be, e, retired::kind::vtep); rc < 0) {
         delete e;

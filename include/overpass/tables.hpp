@@ -142,10 +142,12 @@ struct vtep_entry {
     uint16_t stats_slot;       ///< index into lcore_stats::vteps
     bool resolved;             ///< next-hop MAC known; outer template valid
     rte_ether_addr mac;        ///< next-hop MAC
+    /// rte_raw_cksum() of the template's IPv4 header: the outer checksum is
+    /// ~(outer_ip_sum + total length), with no per-packet pass over the header.
+    uint16_t outer_ip_sum;
     /// Prebuilt outer Ethernet/IPv4/UDP/VXLAN header towards this VTEP. Per packet the
-    /// encap stage fills in: IPv4 total length and checksum (both zero here, so the
-    /// header's sum is the template's plus the length), UDP source port and length,
-    /// VXLAN VNI.
+    /// encap stage fills in: IPv4 total length and checksum (both zero here),
+    /// UDP source port and length, VXLAN VNI.
     alignas(8) uint8_t outer_template[vxlan_overhead];
 };
 
