@@ -17,9 +17,14 @@ inline constexpr uint16_t ipv4_hdr_min_len = 20;
 
 /// rte_raw_cksum(hdr, 20) without the loop. `hdr` needs no particular alignment.
 inline uint16_t ipv4_hdr20_sum(const void* hdr) noexcept {
-    uint32_t w[5];
-    std::memcpy(w, hdr, sizeof(w));
-    uint64_t s = uint64_t{w[0]} + w[1] + w[2] + w[3] + w[4];   // < 5 * 2^32: no overflow
+    // Three scalar loads: an array here made GCC spill the header to the stack first.
+    const auto* p = static_cast<const uint8_t*>(hdr);
+    uint64_t a, b;
+    uint32_t c;
+    std::memcpy(&a, p, sizeof(a));
+    std::memcpy(&b, p + 8, sizeof(b));
+    std::memcpy(&c, p + 16, sizeof(c));
+    uint64_t s = (a & 0xffffffff) + (a >> 32) + (b & 0xffffffff) + (b >> 32) + c;   // < 5 * 2^32
     s = (s & 0xffffffff) + (s >> 32);
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
