@@ -383,7 +383,14 @@ public:
     ~consul_watch() override {
         st_->cancelled = true;
         st_->timer.cancel();
-        close(*st_);   // aborts a pending blocking query
+        // Aborts a pending blocking query. Only the socket is closed: the connection
+        // (stream and read buffer) stays in the state, which the coroutine keeps alive,
+        // until the aborted read has completed. Resetting it here freed the buffer
+        // under that read (ASan: heap-use-after-free in flat_buffer::commit).
+        if (st_->conn) {
+            beast::error_code ec;
+            st_->conn->stream.socket().close(ec);
+        }
     }
 
 private:
