@@ -4,7 +4,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 STORE ?= file
 # The sanitizer build runs the suites that exercise our own code without real daemons.
-ASAN_SUITES ?= unit dp
+ASAN_SUITES ?= unit dp ctl
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1:suppressions=$(CURDIR)/tests/ubsan.supp
 export ASAN_OPTIONS ?= detect_leaks=1
 
@@ -31,8 +31,8 @@ build-asan: deps $(ASAN_BUILD)/build.ninja
 demo: build
 	tools/demo.sh --build $(BUILD) --store $(STORE)
 
-# Every suite of the normal build, then the unit and data-plane suites again under
-# ASan+UBSan; one "N passed, N failed" line for both.
+# Every suite of the normal build, then the unit, data-plane and store suites again
+# under ASan+UBSan; one "N passed, N failed" line for both.
 test: build build-asan
 	tests/run-all.sh --build $(BUILD) --also '$(ASAN_BUILD):$(ASAN_SUITES)'
 
