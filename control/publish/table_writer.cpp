@@ -158,7 +158,11 @@ private:
                           rte_hash_free_key_data free_fn, uint32_t dq_size) noexcept;
     int publish_segment(const net_shadow& n) noexcept;
     int publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noexcept;
-    int publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept;
+    /// Adds or replaces `key` -> `value` in `h` and retires the replaced value. `mirror`:
+    /// a second place workers find the same value in (a VTEP's slot), updated before
+    /// the old value is retired so that no worker can find it once its grace period runs.
+    int publish(rte_hash* h, const void* key, void* value, retired::kind k,
+                std::atomic<const vtep_entry*>* mirror = nullptr) noexcept;
     /// rte_hash_add_key_data(), waiting for one grace period when the table is full of
     /// deleted keys still in theirs.
     int add_or_wait(rte_hash* h, const void* key, void* data) noexcept;
@@ -404,18 +408,14 @@ int table_writer_impl::add_or_wait(rte_hash* h, const void* key, void* data) noe
     return rc < 0 ? rc : 0;
 }
 
-int table_writer_impl::publish(rte_hash* h, const void* key, void* value, retired::kind k) noexcept {
+int table_writer_impl::publish(rte_hash* h, const void* key, void* value, retired::kind k,
+                               std::atomic<const vtep_entry*>* mirror) noexcept {
     void* old = nullptr;
     const bool replacing = rte_hash_lookup_data(h, key, &old) >= 0;
     if (int rc = add_or_wait(h, key, value); rc < 0)
         return rc;
-    if (k == retired::kind::vtep) {
-        // The slot array holds the same value: swap it there too before the old one
-        // is retired, so that no worker can find it after the grace period starts.
-        const auto* e = static_cast<const vtep_entry*>(value);
-        // release; pairs with the acquire loads in encap.cpp
-        t_.vtep_slots[e->stats_slot].store(e, std::memory_order_release);
-    }
+    if (mirror != nullptr)   // release; pairs with the acquire loads in encap.cpp and decap.cpp
+        mirror->store(static_cast<const vtep_entry*>(value), std::memory_order_release);
     if (replacing)
         retire(old, k);
     return 0;
@@ -485,7 +485,7 @@ int table_writer_impl::publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noex
         vx->vx_flags = RTE_BE32(0x08000000);   // I flag
         e->outer_ip_sum = rte_raw_cksum(ip, sizeof(*ip));   // length and checksum still zero
     }
-    if (int rc = publish(t_.vteps, &ip_be, e, retired::kind::vtep); rc < 0) {
+    if (int rc = publish(t_.vteps, &ip_be, e, retired::kind::vtep, &t_.vtep_slots[v.slot]); rc < 0) {
         delete e;
         return rc;
     }
