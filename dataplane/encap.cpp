@@ -197,18 +197,92 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
     return udp->dst_port == RTE_BE16(53);
 }
 
-/// Known unicast of one burst: endpoints in bulk; a remote endpoint's value names its
-/// VTEP's slot, so the VTEP is an array load, not a second hash lookup. Unknown unicast
-/// is appended to `bum` for flooding.
+/// The endpoint cache's set for a key's hash.
+endpoint_cache::set& cache_set(worker& w, hash_sig_t sig) noexcept {
+    return w.ep_cache.set_of[sig & (endpoint_cache::sets - 1)];
+}
+
+bool cache_matches(const endpoint_cache::entry& e, const uint64_t (&k)[2], uint64_t gen) noexcept {
+    return ((e.key[0] ^ k[0]) | (e.key[1] ^ k[1]) | (e.gen ^ gen)) == 0;
+}
+
+/// The cached value of `key` under generation `gen`, if any.
+bool cache_lookup(worker& w, const vni_mac_key& key, hash_sig_t sig, uint64_t gen, void*& data) noexcept {
+    uint64_t k[2];
+    std::memcpy(k, &key, sizeof(k));
+    const endpoint_cache::set& s = cache_set(w, sig);
+    for (const endpoint_cache::entry& e : s.way) {
+        if (cache_matches(e, k, gen)) {
+            data = reinterpret_cast<void*>(e.value);
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Caches what rte_hash answered for `key` during generation `gen`, into a way that
+/// holds nothing current if there is one. In a full set the new entry replaces way 1
+/// and way 0 stays, except on one insert in 32 (bimodal insertion): destinations
+/// cycling through more keys than a set holds keep half of the cache hitting instead
+/// of evicting each other in turn, and way 0 still ages.
+void cache_insert(worker& w, const vni_mac_key& key, hash_sig_t sig, uint64_t gen, const void* data) noexcept {
+    uint64_t k[2];
+    std::memcpy(k, &key, sizeof(k));
+    endpoint_cache::set& s = cache_set(w, sig);
+    if (cache_matches(s.way[0], k, gen) || cache_matches(s.way[1], k, gen))
+        return;   // the same key twice in one burst
+    const endpoint_cache::entry e{{k[0], k[1]}, reinterpret_cast<uintptr_t>(data), gen};
+    if (s.way[0].gen != gen)
+        s.way[0] = e;
+    else if (s.way[1].gen != gen || (++w.ep_cache.full_inserts & 31) != 0)
+        s.way[1] = e;
+    else
+        s.way[0] = e;
+}
+
+/// Known unicast of one burst: endpoints from the worker's cache, the misses from
+/// rte_hash in bulk; a remote endpoint's value names its VTEP's slot, so the VTEP is an
+/// array load, not a second hash lookup. Unknown unicast is appended to `bum` for
+/// flooding.
 void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
-                   const vni_mac_key* keys, hash_sig_t* sigs, uint16_t n_uni, rte_mbuf** bum,
+                   const vni_mac_key* keys, const hash_sig_t* sigs, uint16_t n_uni, rte_mbuf** bum,
                    uint16_t& n_bum, encap_tally& tally) noexcept {
-    const void* key_ptrs[max_burst];
+    // acquire; pairs with the release bump in table_writer::endpoints_changed(): entries
+    // cached under this generation are what a lookup now would answer.
+    const uint64_t gen = w.tables->endpoints_gen.load(std::memory_order_acquire);
     void* data[max_burst];
     uint64_t hits = 0;
-    for (uint16_t i = 0; i < n_uni; i++)
-        key_ptrs[i] = &keys[i];
-    rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, key_ptrs, sigs, n_uni, &hits, data);
+    const void* miss_keys[max_burst];
+    hash_sig_t miss_sigs[max_burst];
+    uint8_t miss_at[max_burst];
+    uint16_t n_miss = 0;
+    const bool cached = w.use_endpoint_cache;
+    for (uint16_t i = 0; i < n_uni; i++) {
+        if (cached && cache_lookup(w, keys[i], sigs[i], gen, data[i])) {
+            hits |= uint64_t{1} << i;
+            continue;
+        }
+        miss_keys[n_miss] = &keys[i];
+        miss_sigs[n_miss] = sigs[i];
+        miss_at[n_miss++] = static_cast<uint8_t>(i);
+    }
+    w.stats.endpoint_cache_hits.add(n_uni - n_miss);
+    if (n_miss != 0) {
+        w.stats.endpoint_cache_misses.add(n_miss);
+        void* miss_data[max_burst];
+        uint64_t miss_hits = 0;
+        rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, miss_keys, miss_sigs, n_miss, &miss_hits,
+                                            miss_data);
+        for (uint16_t j = 0; j < n_miss; j++) {
+            if (((miss_hits >> j) & 1) == 0)
+                continue;
+            const uint8_t i = miss_at[j];
+            data[i] = miss_data[j];
+            hits |= uint64_t{1} << i;
+            if (cached)
+                cache_insert(w, keys[i], sigs[i], gen, miss_data[j]);
+        }
+    }
 
     // Stage 2: where each packet goes.
     for (uint16_t i = 0; i < n_uni; i++) {
@@ -311,7 +385,10 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         }
         const vni_mac_key k = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
         keys[n_uni] = k;
-        sigs[n_uni] = vni_mac_key_hash(k);
+        const hash_sig_t sig = vni_mac_key_hash(k);
+        if (w.use_endpoint_cache)
+            rte_prefetch0(&cache_set(w, sig));   // probed after the parse loop
+        sigs[n_uni] = sig;
         uni[n_uni++] = m;
     }
 

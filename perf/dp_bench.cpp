@@ -93,6 +93,7 @@ struct options {
     int repeat = 3;
     bool quick = false;
     bool no_huge = false;
+    bool endpoint_cache = true;
     bool check = false;
     unsigned workers = 1;
     double updates_seconds = 0;   ///< table updates under traffic (0: not measured)
@@ -126,6 +127,7 @@ struct options {
         "  --quick                  smoke mode: --no-huge, short samples, one repeat, --check\n"
         "  --check                  exit 1 when a run drops or mis-forwards a packet\n"
         "  --no-huge                EAL without hugepages\n"
+        "  --no-endpoint-cache      encap asks the endpoints table (rte_hash) for every frame\n"
         "  --lcores LIST            EAL -l (default 0-1, 0-2 with --workers 2)\n"
         "  --file-prefix P          EAL --file-prefix (default dp_bench-<pid>)\n"
         "  --json FILE              write the results as JSON");
@@ -187,6 +189,7 @@ options parse_args(int argc, char** argv) {
         else if (a == "--quick") o.quick = true;
         else if (a == "--check") o.check = true;
         else if (a == "--no-huge") o.no_huge = true;
+        else if (a == "--no-endpoint-cache") o.endpoint_cache = false;
         else if (a == "--lcores") o.lcores = need(i);
         else if (a == "--file-prefix") o.file_prefix = need(i);
         else if (a == "--json") o.json_path = need(i);
@@ -552,6 +555,7 @@ int floor_main(void* arg) noexcept {
 
 struct totals {
     uint64_t packets = 0, busy = 0, tx = 0, drops = 0, exceptions = 0;
+    uint64_t cache_hits = 0, cache_misses = 0;   ///< encap's endpoint cache
 };
 
 totals read_totals(const std::vector<lcore_stats*>& stats) {
@@ -560,6 +564,8 @@ totals read_totals(const std::vector<lcore_stats*>& stats) {
         t.packets += s->packets.get();
         t.busy += s->busy_cycles.get();
         t.exceptions += s->exceptions.get();
+        t.cache_hits += s->endpoint_cache_hits.get();
+        t.cache_misses += s->endpoint_cache_misses.get();
         for (const auto& p : s->ports)
             t.tx += p.tx_packets.get();
         for (const auto& d : s->drops)
@@ -573,6 +579,7 @@ struct sample {
     double cycles = 0;       ///< busy cycles per packet while the worker was on its CPU
     double wall_cycles = 0;  ///< busy cycles per packet as counted (includes time preempted)
     double on_cpu = 0;       ///< fraction of the measured time the lcore thread was on its CPU
+    double cache_hit_rate = -1;   ///< encap endpoint lookups answered by the worker's cache; -1: none
     totals end;   ///< whole-life totals at the end (for the forwarding check)
     std::map<std::string, uint64_t> drops_by_reason;
 };
@@ -625,10 +632,12 @@ sample measure(const options& o, const std::vector<unsigned>& lcores, const std:
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     stop_all();
     sample s;
-    uint64_t pk = 0;
+    uint64_t pk = 0, hits = 0, lookups = 0;
     double busy = 0, busy_on_cpu = 0, on_cpu = 0;
     for (size_t i = 0; i < stats.size(); i++) {
         pk += b[i].packets - a[i].packets;
+        hits += b[i].cache_hits - a[i].cache_hits;
+        lookups += b[i].cache_hits - a[i].cache_hits + b[i].cache_misses - a[i].cache_misses;
         const double frac = tids[i] < 0 ? 1.0 : std::min(1.0, static_cast<double>(cpu_b[i] - cpu_a[i]) / (dt * 1e9));
         busy += static_cast<double>(b[i].busy - a[i].busy);
         busy_on_cpu += static_cast<double>(b[i].busy - a[i].busy) * frac;
@@ -638,6 +647,8 @@ sample measure(const options& o, const std::vector<unsigned>& lcores, const std:
     s.cycles = pk != 0 ? busy_on_cpu / static_cast<double>(pk) : 0;
     s.wall_cycles = pk != 0 ? busy / static_cast<double>(pk) : 0;
     s.on_cpu = on_cpu;
+    if (lookups != 0)
+        s.cache_hit_rate = static_cast<double>(hits) / static_cast<double>(lookups);
     s.end = read_totals(stats);
     for (const lcore_stats* st : stats)
         for (size_t i = 0; i < drop_reason_count; i++)
@@ -706,6 +717,7 @@ sample run_worker(const options& o, const run_ports& rp, loaded_tables& lt, rte_
         auto* w = new (mem) worker;
         ws.w.push_back(w);
         w->lcore_id = lcores[i];
+        w->use_endpoint_cache = o.endpoint_cache;
         w->txq = static_cast<uint16_t>(i);
         w->tables = &lt.tw->tables();
         w->pool = pool;
@@ -822,11 +834,12 @@ struct run_result {
     double floor_pps() const { std::vector<double> v; for (auto& s : floor) v.push_back(s.pps); return median(v); }
     double cycles() const { std::vector<double> v; for (auto& s : work) v.push_back(s.cycles); return median(v); }
     double pps() const { std::vector<double> v; for (auto& s : work) v.push_back(s.pps); return median(v); }
+    double cache_hit_rate() const { std::vector<double> v; for (auto& s : work) v.push_back(s.cache_hit_rate); return median(v); }
 };
 
 json sample_json(const sample& s) {
     return {{"pps", s.pps}, {"cycles_per_packet", s.cycles}, {"wall_cycles_per_packet", s.wall_cycles},
-            {"on_cpu", s.on_cpu}, {"rx", s.end.packets}, {"tx", s.end.tx},
+            {"on_cpu", s.on_cpu}, {"endpoint_cache_hit_rate", s.cache_hit_rate}, {"rx", s.end.packets}, {"tx", s.end.tx},
             {"drops", s.end.drops}, {"drops_by_reason", s.drops_by_reason}};
 }
 
@@ -937,16 +950,20 @@ int main(int argc, char** argv) {
         const auto load_after = load_average();
 
         // ---- table
-        std::printf("\n%-10s %6s %9s %7s | %8s %8s | %9s %8s | %6s %7s | %s\n", "run", "size", "endpoints", "frames",
-                    "floor", "floor", "overpass", "overpass", "ratio", "above", "check");
-        std::printf("%-10s %6s %9s %7s | %8s %8s | %9s %8s | %6s %7s |\n", "", "bytes", "", "", "cyc/pkt", "Mpps",
-                    "cyc/pkt", "Mpps", "", "cyc/pkt");
+        std::printf("\n%-10s %6s %9s %7s | %8s %8s | %9s %8s | %6s %7s | %5s | %s\n", "run", "size", "endpoints",
+                    "frames", "floor", "floor", "overpass", "overpass", "ratio", "above", "cache", "check");
+        std::printf("%-10s %6s %9s %7s | %8s %8s | %9s %8s | %6s %7s | %5s |\n", "", "bytes", "", "", "cyc/pkt", "Mpps",
+                    "cyc/pkt", "Mpps", "", "cyc/pkt", "hit%");
         for (const auto& r : results) {
-            std::printf("%-10s %6u %9llu %7u | %8.1f %8.2f | %9.1f %8.2f | %6.2f %7.1f | %s\n", r.label.c_str(),
+            const double hit = r.cache_hit_rate();
+            char cache[16] = "-";
+            if (hit >= 0)
+                std::snprintf(cache, sizeof(cache), "%.0f", hit * 100);
+            std::printf("%-10s %6u %9llu %7u | %8.1f %8.2f | %9.1f %8.2f | %6.2f %7.1f | %5s | %s\n", r.label.c_str(),
                         r.frame_size, static_cast<unsigned long long>(lt.endpoints), r.frames, r.floor_cycles(),
                         r.floor_pps() / 1e6, r.cycles(), r.pps() / 1e6,
                         r.floor_cycles() > 0 ? r.cycles() / r.floor_cycles() : 0, r.cycles() - r.floor_cycles(),
-                        r.ok ? "ok" : r.problem.c_str());
+                        cache, r.ok ? "ok" : r.problem.c_str());
         }
         if (updates)
             std::printf("table updates under traffic: %.0f updates/s (%llu), worker %.1f cyc/pkt, drops %llu, "
@@ -979,6 +996,7 @@ int main(int argc, char** argv) {
                             {"overpass", {{"pps", r.pps()}, {"cycles_per_packet", r.cycles()}, {"samples", wk}}},
                             {"ratio_to_floor", r.floor_cycles() > 0 ? r.cycles() / r.floor_cycles() : 0},
                             {"cycles_above_floor", r.cycles() - r.floor_cycles()},
+                            {"endpoint_cache_hit_rate", r.cache_hit_rate()},
                             {"ok", r.ok},
                             {"problem", r.problem}});
         }
@@ -991,7 +1009,7 @@ int main(int argc, char** argv) {
                       {"load_average_after", load_after}}},
                     {"settings",
                      {{"store", o.store}, {"seconds", o.seconds}, {"repeat", o.repeat}, {"workers", o.workers},
-                      {"hugepages", !o.no_huge}, {"lcores", o.lcores}}},
+                      {"hugepages", !o.no_huge}, {"lcores", o.lcores}, {"endpoint_cache", o.endpoint_cache}}},
                     {"tables",
                      {{"endpoints", lt.endpoints},
                       {"vteps", lt.applied.vteps.size()},

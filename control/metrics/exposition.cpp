@@ -106,6 +106,10 @@ void worker_families(builder& b, const stats_snapshot& s) {
     MetricFamily& flush = b.family("overpass_worker_tx_bursts_total", "TX bursts issued (buffer flushes).", counter);
     MetricFamily& exc = b.family("overpass_worker_exceptions_total",
                                  "Packets handed to the control thread (ARP for the VTEP, DNS, ...).", counter);
+    MetricFamily& cache = b.family("overpass_worker_endpoint_cache_lookups_total",
+                                   "Encap's endpoint lookups, by whether the worker's endpoint cache answered (hit) "
+                                   "or the endpoints table did (miss).",
+                                   counter);
     for (const worker_sample& w : s.workers) {
         const std::string lc = std::to_string(w.lcore);
         builder::add(pk, {{"lcore", lc}}, d(w.packets));
@@ -116,6 +120,8 @@ void worker_families(builder& b, const stats_snapshot& s) {
         builder::add(sleeps, {{"lcore", lc}}, d(w.sleeps));
         builder::add(flush, {{"lcore", lc}}, d(w.tx_flushes));
         builder::add(exc, {{"lcore", lc}}, d(w.exceptions));
+        builder::add(cache, {{"lcore", lc}, {"result", "hit"}}, d(w.endpoint_cache_hits));
+        builder::add(cache, {{"lcore", lc}, {"result", "miss"}}, d(w.endpoint_cache_misses));
     }
 }
 

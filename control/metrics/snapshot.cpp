@@ -34,7 +34,7 @@ void read_workers(const worker_pool& workers, stats_snapshot& s) {
             s.drops[r] += st.drops[r].get();
         s.workers.push_back({workers.at(w).lcore_id, st.packets.get(), st.busy_polls.get(), st.idle_polls.get(),
                              st.sleeps.get(), st.tx_flushes.get(), st.exceptions.get(), st.busy_cycles.get(),
-                             st.idle_cycles.get()});
+                             st.idle_cycles.get(), st.endpoint_cache_hits.get(), st.endpoint_cache_misses.get()});
     }
 }
 
@@ -186,7 +186,8 @@ nlohmann::json to_json(const stats_snapshot& s) {
         workers.push_back({{"lcore", w.lcore}, {"packets", w.packets}, {"busy_polls", w.busy_polls},
                            {"idle_polls", w.idle_polls}, {"sleeps", w.sleeps}, {"tx_flushes", w.tx_flushes},
                            {"exceptions", w.exceptions}, {"busy_cycles", w.busy_cycles},
-                           {"idle_cycles", w.idle_cycles}});
+                           {"idle_cycles", w.idle_cycles}, {"endpoint_cache_hits", w.endpoint_cache_hits},
+                           {"endpoint_cache_misses", w.endpoint_cache_misses}});
     j["workers"] = std::move(workers);
 
     nlohmann::json nets = nlohmann::json::array();

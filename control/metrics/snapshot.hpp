@@ -42,6 +42,7 @@ struct worker_sample {
     unsigned lcore = 0;
     uint64_t packets = 0, busy_polls = 0, idle_polls = 0, sleeps = 0, tx_flushes = 0, exceptions = 0;
     uint64_t busy_cycles = 0, idle_cycles = 0;
+    uint64_t endpoint_cache_hits = 0, endpoint_cache_misses = 0;   ///< encap's endpoint lookups
 };
 
 struct network_sample {

@@ -155,6 +155,8 @@ int cmd_workers(const char*, const char* params, rte_tel_data* d) {
                            add_u64(c, "sleeps", w.sleeps);
                            add_u64(c, "tx_bursts", w.tx_flushes);
                            add_u64(c, "exceptions", w.exceptions);
+                           add_u64(c, "endpoint_cache_hits", w.endpoint_cache_hits);
+                           add_u64(c, "endpoint_cache_misses", w.endpoint_cache_misses);
                        });
     });
 }

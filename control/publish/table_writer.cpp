@@ -186,6 +186,9 @@ private:
     int add_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
     void remove_address(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac) noexcept;
     int install_endpoint(const ep_record& e) noexcept;
+    /// After an endpoint was deleted or overwritten: the workers' cached lookups of the
+    /// endpoints table stop counting (release; pairs with the acquire load per burst).
+    void endpoints_changed() noexcept { t_.endpoints_gen.fetch_add(1, std::memory_order_release); }
     /// Rolls back a failed install_endpoint() + add_address(). `kept`: the endpoint's
     /// record when it stayed in place (not unlinked).
     void undo_install(uint32_t vni, const rte_ether_addr& mac, const std::optional<ep_record>& kept) noexcept;
@@ -712,6 +715,7 @@ void table_writer_impl::unlink_endpoint(const ep_record& e, std::set<uint32_t>& 
         dirty_nets.insert(e.vni);
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
     del_key(t_.endpoints, &hk);   // freed by the hash's defer queue
+    endpoints_changed();
     n_endpoints_--;
     remove_address(e.vni, e.ip_be, e.mac);
 }
@@ -726,7 +730,12 @@ int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
     }
     // The value travels in the pointer: an overwrite is one atomic store, nothing to retire.
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
-    return add_or_wait(t_.endpoints, &hk, v.to_data());
+    void* before = nullptr;
+    const bool overwrite = rte_hash_lookup_data(t_.endpoints, &hk, &before) >= 0 && before != v.to_data();
+    const int rc = add_or_wait(t_.endpoints, &hk, v.to_data());
+    if (rc == 0 && overwrite)
+        endpoints_changed();
+    return rc;
 }
 
 void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
@@ -739,6 +748,7 @@ void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
     }
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
     del_key(t_.endpoints, &hk);
+    endpoints_changed();   // a worker may have cached it meanwhile
 }
 
 int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,

@@ -79,6 +79,8 @@ struct lcore_stats {
     counter sleeps;         ///< idle back-off sleeps
     counter tx_flushes;     ///< tx bursts issued
     counter exceptions;     ///< packets handed to the control thread
+    counter endpoint_cache_hits;     ///< encap endpoint lookups answered by the worker's cache
+    counter endpoint_cache_misses;   ///< ... and by the endpoints table (rte_hash)
     counter busy_cycles;    ///< TSC cycles of iterations that received packets
     counter idle_cycles;    ///< TSC cycles of empty iterations, sleeps included
 

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include <rte_byteorder.h>
+#include <rte_common.h>
 #include <rte_ether.h>
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
@@ -190,6 +191,13 @@ struct dp_tables {
     /// release-stored by control; acquire-loaded by workers once per burst
     std::atomic<const config_snapshot*> config{nullptr};
     rte_rcu_qsbr* qsbr = nullptr;    ///< one QSBR variable; thread id = lcore id
+    /// Generation of the endpoints table: control bumps it (release) after deleting an
+    /// endpoint or overwriting its value; adding one needs no bump, since the workers'
+    /// endpoint caches (worker::ep_cache) hold hits only. A worker acquire-loads it once
+    /// per burst and trusts a cached endpoint only under the generation it was cached in.
+    /// Starts at 1, so a zeroed cache entry (generation 0) is empty. Last and on a line
+    /// of its own: bumped under churn, read by every burst.
+    alignas(RTE_CACHE_LINE_SIZE) std::atomic<uint64_t> endpoints_gen{1};
 };
 
 } // namespace overpass

@@ -42,6 +42,29 @@ struct rxq_ref {
     uint16_t queue;
 };
 
+/// A worker's exact-match cache of endpoint lookups: (VNI, MAC) -> the endpoints
+/// table's value, in front of rte_hash for encap. A set is one cache line of two
+/// entries, indexed by the key's hash (the one rte_hash uses); a hit costs one line and
+/// two 8-byte compares instead of a bucket walk. Entries carry the table generation
+/// (dp_tables::endpoints_gen) they were cached in and count only while it is current,
+/// so a delete or an overwrite anywhere invalidates every cached entry at once (cheap
+/// and safe; under heavy churn the cache misses and rte_hash answers). 8192 entries
+/// (OVS's EMC size), 256 KiB per worker.
+struct endpoint_cache {
+    static constexpr uint32_t sets = 4096;   ///< power of two
+    struct entry {
+        uint64_t key[2];   ///< the vni_mac_key's two words
+        uint64_t value;    ///< endpoint_value::to_data()
+        uint64_t gen;      ///< dp_tables::endpoints_gen when cached; 0: empty
+    };
+    struct alignas(RTE_CACHE_LINE_SIZE) set {
+        entry way[2];
+    };
+    set set_of[sets];
+    uint32_t full_inserts;   ///< inserts into a full set (bimodal insertion)
+};
+static_assert(sizeof(endpoint_cache::set) == RTE_CACHE_LINE_SIZE);
+
 /// Per-port TX buffer of one worker.
 struct tx_buffer {
     uint16_t n;
@@ -68,6 +91,9 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     rte_ring* inject_ring = nullptr;
     uint32_t idle_polls_before_sleep = 256;
     uint32_t idle_sleep_us = 200;
+    /// false: encap asks the endpoints table for every frame (perf/dp_bench
+    /// --no-endpoint-cache measures the table path with it).
+    bool use_endpoint_cache = true;
 
     // --- worker-private from here ... ---
     uint16_t n_rxqs = 0;
@@ -89,6 +115,7 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     /// after it, withdrawn before it), so a stale hint costs a hash lookup, never a
     /// wrong port.
     uint16_t local_hint[local_hint_entries] = {};
+    endpoint_cache ep_cache = {};            ///< encap's endpoint lookups (zeroed: empty)
     // --- ... to here ---
 
     lcore_stats stats;                  ///< worker writes; control reads

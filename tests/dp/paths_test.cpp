@@ -322,6 +322,52 @@ TEST_F(dp_paths, endpoint_key_hash_is_the_tables) {
     }
 }
 
+// Encap answers repeated destinations from the worker's endpoint cache. A move to another
+// VTEP, a move between local and remote, and a removal must each be seen by the very
+// next frame, cached or not.
+TEST_F(dp_paths, encap_cache_follows_moves_and_removals) {
+    const auto& st = w_->stats;
+    const bytes to_r = udp_frame(r_mac, a_mac, a_ip, r_ip);
+    for (int i = 0; i < 2; i++) {
+        run1(g_c1.port_id, to_r);
+        auto out = take(g_uplink.port_id);
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_EQ(hex(out[0]), hex(expected_encap(to_r, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
+    }
+    EXPECT_EQ(st.endpoint_cache_misses.get(), 1u);
+    EXPECT_EQ(st.endpoint_cache_hits.get(), 1u) << "the second frame is answered by the cache";
+
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_a, r_ip, r_mac, v3_ip), 0);   // R moved to v3
+    for (int i = 0; i < 2; i++) {
+        run1(g_c1.port_id, to_r);
+        auto out = take(g_uplink.port_id);
+        ASSERT_EQ(out.size(), 1u) << i;
+        EXPECT_EQ(hex(out[0]), hex(expected_encap(to_r, sport_of(out[0]), vni_a, v3_ip, v3_mac))) << i;
+    }
+
+    const bytes to_b = udp_frame(b_mac, a_mac, a_ip, b_ip);   // B: local on c2, then remote
+    run1(g_c1.port_id, to_b);
+    EXPECT_EQ(take(g_c2.port_id).size(), 1u);
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_a, b_ip, b_mac, v1_ip), 0);
+    ASSERT_EQ(tw_->resolve_vtep(v1_ip, v1_mac), 0);   // v1 went with R's move: a new VTEP
+    run1(g_c1.port_id, to_b);
+    EXPECT_EQ(take(g_c2.port_id).size(), 0u);
+    auto out = take(g_uplink.port_id);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(hex(out[0]), hex(expected_encap(to_b, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
+
+    ASSERT_EQ(tw_->remove_endpoint(vni_a, r_mac), 0);   // R gone: unknown unicast, flooded
+    const uint64_t bum_before = st.networks[tw_->network_slot(vni_a)].bum_packets.get();
+    run1(g_c1.port_id, to_r);
+    EXPECT_EQ(st.networks[tw_->network_slot(vni_a)].bum_packets.get(), bum_before + 1);
+    EXPECT_EQ(take(g_c2.port_id).size(), 0u) << "c2 is no longer bound";
+    out = take(g_uplink.port_id);
+    ASSERT_EQ(out.size(), 1u) << "flooded to v1 only: v3 left vni_a's flood list with R";
+    EXPECT_EQ(hex(out[0]), hex(expected_encap(to_r, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
+    take(g_small.port_id);
+    EXPECT_EQ(total_drops(), 0u);
+}
+
 TEST_F(dp_paths, decap_golden) {
     const bytes inner = udp_frame(a_mac, r_mac, r_ip, a_ip, 100);
     const bytes outer = vxlan_frame(v1_ip, vni_a, inner);

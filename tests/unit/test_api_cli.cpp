@@ -358,7 +358,8 @@ nlohmann::json stats_sample() {
       ],
       "workers": [
         {"lcore": 1, "packets": 2000000, "busy_polls": 5, "idle_polls": 6, "sleeps": 0, "tx_flushes": 1500,
-         "exceptions": 3, "busy_cycles": 250, "idle_cycles": 750},
+         "exceptions": 3, "busy_cycles": 250, "idle_cycles": 750, "endpoint_cache_hits": 900,
+         "endpoint_cache_misses": 100},
         {"lcore": 2, "packets": 0, "tx_flushes": 0, "exceptions": 0}
       ],
       "networks": [{"network": "overlay-net", "vni": 4096, "encap_packets": 100, "encap_bytes": 150000,
@@ -414,9 +415,9 @@ VTEP        RESOLVED  TX PKTS  TX BYTES  RX PKTS  RX BYTES  LAST SEEN
 198.18.0.3  no              0       0 B        0       0 B      never
 
 WORKERS
-LCORE  PACKETS   BUSY  TX FLUSHES  EXCEPTIONS
-    1     2.0M  25.0%        1.5k           3
-    2        0      -           0           0
+LCORE  PACKETS   BUSY  TX FLUSHES  EXCEPTIONS  EP CACHE HIT
+    1     2.0M  25.0%        1.5k           3         90.0%
+    2        0      -           0           0             -
 
 DROPS
 REASON        COUNT
@@ -440,6 +441,8 @@ TEST(stats_table, watch_rates_over_the_interval) {
     cur["workers"][0]["packets"] = 2000000 + 20005;
     cur["workers"][0]["busy_cycles"] = 250 + 600;
     cur["workers"][0]["idle_cycles"] = 750 + 400;
+    cur["workers"][0]["endpoint_cache_hits"] = 900 + 300;
+    cur["workers"][0]["endpoint_cache_misses"] = 100 + 100;
     cur["drops"]["no_route"] = 12 + 8;
     cur["vteps"][0]["tx_packets"] = 5;   // counters went back: the daemon restarted, no rate
     cur["vteps"].push_back({{"vtep", "198.18.0.9"}, {"tx_packets", 1}});   // new: no previous sample
@@ -453,9 +456,9 @@ TEST(stats_table, watch_rates_over_the_interval) {
                      "   0 bit/s       0           -\n"),
               std::string::npos)
         << t;
-    EXPECT_NE(t.find("LCORE  PACKETS    PPS   BUSY  TX FLUSHES  EXCEPTIONS\n"
-                     "    1     2.0M  10.0k  60.0%        1.5k           3\n"
-                     "    2        0      0      -           0           0\n"),
+    EXPECT_NE(t.find("LCORE  PACKETS    PPS   BUSY  TX FLUSHES  EXCEPTIONS  EP CACHE HIT\n"
+                     "    1     2.0M  10.0k  60.0%        1.5k           3         75.0%\n"
+                     "    2        0      0      -           0           0             -\n"),
               std::string::npos)
         << t;
     EXPECT_NE(t.find("REASON        COUNT  PER SEC\n"
@@ -477,7 +480,8 @@ TEST(stats_table, watch_rates_over_the_interval) {
                          "         -       -         -\n"),
               std::string::npos)
         << first;
-    EXPECT_NE(first.find("    1     2.0M    -  25.0%        1.5k           3\n"), std::string::npos) << first;
+    EXPECT_NE(first.find("    1     2.0M    -  25.0%        1.5k           3         90.0%\n"), std::string::npos)
+        << first;
 }
 
 TEST(stats_table, tolerates_missing_and_odd_sections) {

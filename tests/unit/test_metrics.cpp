@@ -47,6 +47,8 @@ stats_snapshot sample() {
     w.idle_polls = 100;
     w.busy_cycles = 1'000'000'000;   // 0.5 s at 2 GHz
     w.idle_cycles = 3'000'000'000;
+    w.endpoint_cache_hits = 900;
+    w.endpoint_cache_misses = 7;
     s.workers = {w};
     network_sample n;
     n.name = "overlay-net";
@@ -134,6 +136,8 @@ TEST(metrics, values_come_from_the_snapshot) {
     EXPECT_EQ(value(fams, "overpass_worker_busy_seconds_total", {{"lcore", "1"}}), 0.5);
     EXPECT_EQ(value(fams, "overpass_worker_idle_seconds_total", {{"lcore", "1"}}), 1.5);
     EXPECT_EQ(value(fams, "overpass_worker_polls_total", {{"lcore", "1"}, {"result", "idle"}}), 100);
+    EXPECT_EQ(value(fams, "overpass_worker_endpoint_cache_lookups_total", {{"lcore", "1"}, {"result", "hit"}}), 900);
+    EXPECT_EQ(value(fams, "overpass_worker_endpoint_cache_lookups_total", {{"lcore", "1"}, {"result", "miss"}}), 7);
     EXPECT_EQ(value(fams, "overpass_network_encap_bytes_total", {{"network", "overlay-net"}, {"vni", "4096"}}), 710);
     EXPECT_EQ(value(fams, "overpass_vtep_tx_packets_total", {{"vtep", "198.18.0.2"}}), 5);
     EXPECT_EQ(value(fams, "overpass_vtep_resolved", {{"vtep", "198.18.0.3"}}), 0);

@@ -812,22 +812,28 @@ std::string render_stats(const json& cur, const json& prev, double interval_seco
     text_table workers{{{"LCORE", true}, {"PACKETS", true}}, {}};
     if (watch)
         workers.cols.push_back({"PPS", true});
-    workers.cols.insert(workers.cols.end(), {{"BUSY", true}, {"TX FLUSHES", true}, {"EXCEPTIONS", true}});
+    workers.cols.insert(workers.cols.end(),
+                        {{"BUSY", true}, {"TX FLUSHES", true}, {"EXCEPTIONS", true}, {"EP CACHE HIT", true}});
     for (const json* r : rows_of(cur, "workers")) {
         const json* p = watch ? same_row(prev, "workers", {"lcore"}, *r) : nullptr;
-        std::optional<uint64_t> busy, idle;
+        std::optional<uint64_t> busy, idle, hits, misses;
         if (p != nullptr) {   // over the interval
             busy = delta(*r, p, "busy_cycles");
             idle = delta(*r, p, "idle_cycles");
+            hits = delta(*r, p, "endpoint_cache_hits");
+            misses = delta(*r, p, "endpoint_cache_misses");
         } else {   // since the start
             busy = counter(*r, "busy_cycles");
             idle = counter(*r, "idle_cycles");
+            hits = counter(*r, "endpoint_cache_hits");
+            misses = counter(*r, "endpoint_cache_misses");
         }
         std::vector<std::string> row{text(*r, "lcore"), count_cell(*r, "packets")};
         if (watch)
             row.push_back(pps_cell(*r, p, "packets", dt));
         row.insert(row.end(), {busy && idle ? percent(*busy, *busy + *idle) : "-", count_cell(*r, "tx_flushes"),
-                               count_cell(*r, "exceptions")});
+                               count_cell(*r, "exceptions"),
+                               hits && misses && *hits + *misses != 0 ? percent(*hits, *hits + *misses) : "-"});
         workers.rows.push_back(std::move(row));
     }
     section(out, "WORKERS", workers);
