@@ -170,7 +170,7 @@ private:
     /// rte_rcu_qsbr_synchronize(): every value and key deleted so far can be freed.
     void wait_for_readers() noexcept;
     /// rte_hash_del_key() on the endpoints or addresses table, keeping their bounded
-    /// defer queues from overflowing (see init()).
+    /// defer queues from overflowing (see init()); an endpoint deleted bumps endpoints_gen.
     void del_key(rte_hash* h, const void* key) noexcept;
     /// A free stats slot; waits for a grace period when all free ones are still retiring.
     int take_slot(slot_pool& pool) noexcept;
@@ -381,6 +381,8 @@ void table_writer_impl::wait_for_readers() noexcept {
 void table_writer_impl::del_key(rte_hash* h, const void* key) noexcept {
     if (rte_hash_del_key(h, key) < 0)
         return;   // not there: nothing queued
+    if (h == t_.endpoints)
+        endpoints_changed();   // at once: the wait below may take a grace period
     if (++deletes_since_grace_ >= delete_budget_)
         wait_for_readers();   // see init(): the next delete's reclaim empties the queues
 }
@@ -714,8 +716,7 @@ void table_writer_impl::unlink_endpoint(const ep_record& e, std::set<uint32_t>& 
     if (nit != nets_.end())
         dirty_nets.insert(e.vni);
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
-    del_key(t_.endpoints, &hk);   // freed by the hash's defer queue
-    endpoints_changed();
+    del_key(t_.endpoints, &hk);   // freed by the hash's defer queue; bumps endpoints_gen
     n_endpoints_--;
     remove_address(e.vni, e.ip_be, e.mac);
 }
@@ -747,8 +748,7 @@ void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
         return;
     }
     const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
-    del_key(t_.endpoints, &hk);
-    endpoints_changed();   // a worker may have cached it meanwhile
+    del_key(t_.endpoints, &hk);   // bumps endpoints_gen: a worker may have cached it meanwhile
 }
 
 int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
