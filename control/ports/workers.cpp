@@ -21,7 +21,13 @@ namespace overpass::ctl {
 worker_pool::worker_pool(dp_tables& tables, rte_mempool* pool, rte_ring* exception_ring) {
     unsigned lcore;
     RTE_LCORE_FOREACH_WORKER(lcore) {
-        auto* w = static_cast<worker*>(rte_zmalloc("overpass_worker", sizeof(worker), RTE_CACHE_LINE_SIZE));
+        // On the lcore's own NUMA node (its caches and TX buffers are touched per packet),
+        // anywhere when that node has no memory for it.
+        void* mem = rte_zmalloc_socket("overpass_worker", sizeof(worker), RTE_CACHE_LINE_SIZE,
+                                       static_cast<int>(rte_lcore_to_socket_id(lcore)));
+        if (mem == nullptr)
+            mem = rte_zmalloc("overpass_worker", sizeof(worker), RTE_CACHE_LINE_SIZE);
+        auto* w = static_cast<worker*>(mem);
         if (w == nullptr)
             throw std::runtime_error("cannot allocate worker for lcore " + std::to_string(lcore));
         new (w) worker();
