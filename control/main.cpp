@@ -291,6 +291,7 @@ int main(int argc, char** argv) {
     if (int rc = writer->set_config(cfg); rc < 0)
         die(std::string("cannot publish the configuration: ") + rte_strerror(-rc));
 
+    workers->use_endpoint_cache(!opt.no_endpoint_cache);
     workers->launch();
 
     const int exit_code = run_control_plane(io, opt, *kv, *writer, *workers, *ports, exceptions, pool, cfg, start_unix);

@@ -53,7 +53,7 @@ void set_key(daemon_options& o, const std::string& key, const std::string& v) {
     else throw options_error("unknown option --" + key);
 }
 
-bool is_flag(const std::string& key) { return key == "no-huge" || key == "help"; }
+bool is_flag(const std::string& key) { return key == "no-huge" || key == "no-endpoint-cache" || key == "help"; }
 
 bool takes_value(const std::string& key) {
     static const char* keys[] = {"host-id", "vtep-ip", "uplink", "store", "api", "workers", "vxlan-port",
@@ -67,6 +67,7 @@ bool takes_value(const std::string& key) {
 
 void set_flag(daemon_options& o, const std::string& key, bool v) {
     if (key == "no-huge") o.no_huge = v;
+    else if (key == "no-endpoint-cache") o.no_endpoint_cache = v;
     else o.help = v;
 }
 
@@ -292,6 +293,8 @@ const char* usage() {
            "  --mbufs N           mbufs in the packet pool (default 16384)\n"
            "  --bum-rate N        frames per second a worker may send for broadcast/unknown\n"
            "                      traffic from containers, copies included (default 200000; 0: no limit)\n"
+           "  --no-endpoint-cache workers look every encap destination up in the endpoints\n"
+           "                      table instead of their 8192-entry cache first\n"
            "  --log-level LEVEL   error, warning, notice, info (default) or debug: overpassd's\n"
            "                      messages and DPDK's (-- --log-level=pmd.net.tap:debug for one DPDK type)\n"
            "  --metrics ADDR:PORT Prometheus /metrics listener, IPv4 (default 127.0.0.1:9417; off: none)\n"

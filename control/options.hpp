@@ -28,6 +28,7 @@ struct daemon_options {
     std::string store_ca_file;           ///< consul+https:// CA bundle (else the system's)
     unsigned workers = 1;
     bool no_huge = false;
+    bool no_endpoint_cache = false;      ///< workers' encap endpoint cache off
     uint16_t vxlan_port = 4789;
     std::string cpus;                    ///< CPUs the lcores may run on ("0-1"); empty: our affinity
     unsigned mempool_mbufs = 16384;

@@ -266,9 +266,11 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
         miss_sigs[n_miss] = sigs[i];
         miss_at[n_miss++] = static_cast<uint8_t>(i);
     }
-    w.stats.endpoint_cache_hits.add(n_uni - n_miss);
-    if (n_miss != 0) {
+    if (cached) {
+        w.stats.endpoint_cache_hits.add(n_uni - n_miss);
         w.stats.endpoint_cache_misses.add(n_miss);
+    }
+    if (n_miss != 0) {
         void* miss_data[max_burst];
         uint64_t miss_hits = 0;
         rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, miss_keys, miss_sigs, n_miss, &miss_hits,

@@ -839,7 +839,9 @@ struct run_result {
 
 json sample_json(const sample& s) {
     return {{"pps", s.pps}, {"cycles_per_packet", s.cycles}, {"wall_cycles_per_packet", s.wall_cycles},
-            {"on_cpu", s.on_cpu}, {"endpoint_cache_hit_rate", s.cache_hit_rate}, {"rx", s.end.packets}, {"tx", s.end.tx},
+            {"on_cpu", s.on_cpu},
+            {"endpoint_cache_hit_rate", s.cache_hit_rate >= 0 ? json(s.cache_hit_rate) : json(nullptr)},
+            {"rx", s.end.packets}, {"tx", s.end.tx},
             {"drops", s.end.drops}, {"drops_by_reason", s.drops_by_reason}};
 }
 
@@ -996,7 +998,8 @@ int main(int argc, char** argv) {
                             {"overpass", {{"pps", r.pps()}, {"cycles_per_packet", r.cycles()}, {"samples", wk}}},
                             {"ratio_to_floor", r.floor_cycles() > 0 ? r.cycles() / r.floor_cycles() : 0},
                             {"cycles_above_floor", r.cycles() - r.floor_cycles()},
-                            {"endpoint_cache_hit_rate", r.cache_hit_rate()},
+                            {"endpoint_cache_hit_rate",
+                             r.cache_hit_rate() >= 0 ? json(r.cache_hit_rate()) : json(nullptr)},
                             {"ok", r.ok},
                             {"problem", r.problem}});
         }

@@ -45,6 +45,11 @@ public:
     /// The ring through which the control thread transmits (worker 0 drains it).
     rte_ring* inject_ring() const noexcept { return workers_.front()->inject_ring; }
     const worker& at(unsigned i) const noexcept { return *workers_[i]; }
+    /// Turns the workers' encap endpoint cache on or off; before launch().
+    void use_endpoint_cache(bool on) noexcept {
+        for (worker* w : workers_)
+            w->use_endpoint_cache = on;
+    }
 
     /// Zero every worker's counters of a port id / network slot / VTEP slot that is being
     /// handed to a new owner. Only while no worker can count into it: a port id before its

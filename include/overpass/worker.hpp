@@ -45,11 +45,14 @@ struct rxq_ref {
 /// A worker's exact-match cache of endpoint lookups: (VNI, MAC) -> the endpoints
 /// table's value, in front of rte_hash for encap. A set is one cache line of two
 /// entries, indexed by the key's hash (the one rte_hash uses); a hit costs one line and
-/// two 8-byte compares instead of a bucket walk. Entries carry the table generation
-/// (dp_tables::endpoints_gen) they were cached in and count only while it is current,
-/// so a delete or an overwrite anywhere invalidates every cached entry at once (cheap
-/// and safe; under heavy churn the cache misses and rte_hash answers). 8192 entries
-/// (OVS's EMC size), 256 KiB per worker.
+/// a compare of three words (two of key, the generation) per way instead of a bucket
+/// walk. Entries carry the table generation (dp_tables::endpoints_gen) they were cached
+/// in and count only while it is current, so a delete or an overwrite anywhere
+/// invalidates every cached entry at once (cheap and safe; under heavy churn the cache
+/// misses and rte_hash answers). Only hits of the table are cached: unknown unicast
+/// always misses. No promotion on a hit (no store on the hit path); replacement is
+/// bimodal (cache_insert() in encap.cpp). 8192 entries (OVS's EMC size), 256 KiB per
+/// worker.
 struct endpoint_cache {
     static constexpr uint32_t sets = 4096;   ///< power of two
     struct entry {
@@ -63,7 +66,7 @@ struct endpoint_cache {
     set set_of[sets];
     uint32_t full_inserts;   ///< inserts into a full set (bimodal insertion)
 };
-static_assert(sizeof(endpoint_cache::set) == RTE_CACHE_LINE_SIZE);
+static_assert(sizeof(endpoint_cache::entry) * 2 <= RTE_CACHE_LINE_SIZE, "a set fits one cache line");
 
 /// Per-port TX buffer of one worker.
 struct tx_buffer {

@@ -206,6 +206,40 @@ private:
     FILE* f_;
 };
 
+// The workers' endpoint caches trust an entry only while dp_tables::endpoints_gen is
+// the one it was cached under: every change of an existing endpoint must move it, a new
+// endpoint need not (the caches hold hits only).
+TEST(table_writer, endpoints_generation_moves_with_every_change_of_an_endpoint) {
+    auto tw = make_writer("tw_gen", 64);
+    ASSERT_NE(tw, nullptr);
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    const auto gen = [&] { return tw->tables().endpoints_gen.load(std::memory_order_relaxed); };
+    EXPECT_EQ(gen(), 1u) << "starts at 1: a zeroed cache entry (generation 0) is empty";
+    const rte_ether_addr m = nth_mac(7);
+
+    uint64_t g = gen();
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(7), m, vtep_a), 0);
+    EXPECT_EQ(gen(), g) << "a new endpoint";
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(7), m, vtep_a), 0);
+    EXPECT_EQ(gen(), g) << "the same record again";
+
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(8), m, vtep_a), 0);
+    EXPECT_GT(gen(), g) << "its address changed (the value carries it)";
+    g = gen();
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(8), m, vtep_b), 0);
+    EXPECT_GT(gen(), g) << "moved to another VTEP";
+    g = gen();
+    ASSERT_EQ(tw->upsert_local_endpoint(vni, nth_ip(8), m, 3), 0);
+    EXPECT_GT(gen(), g) << "moved to a local port";
+    g = gen();
+    ASSERT_EQ(tw->remove_endpoint(vni, m), 0);
+    EXPECT_GT(gen(), g) << "removed";
+    g = gen();
+    ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(9), nth_mac(9), vtep_a), 0);
+    ASSERT_EQ(tw->remove_network(vni), 0);
+    EXPECT_GT(gen(), g) << "its network removed";
+}
+
 TEST(table_writer, more_deletes_than_the_defer_queue_holds_lose_no_slot) {
     // 100k endpoints: tables of 125k entries, defer queues capped at 65535 entries.
     constexpr uint32_t n = 100000;
