@@ -15,14 +15,11 @@ namespace overpass::dp {
 
 void tx_send_buffer(worker& w, uint16_t port) noexcept {
     tx_buffer& b = w.tx[port];
-    // Lengths are read before the burst: once sent, an mbuf belongs to the driver.
-    uint32_t len[max_burst];
-    for (uint16_t i = 0; i < b.n; i++)
-        len[i] = rte_pktmbuf_pkt_len(b.pkts[i]);
     const uint16_t sent = rte_eth_tx_burst(port, w.txq, b.pkts, b.n);
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < sent; i++)
-        bytes += len[i];
+    // The sent mbufs belong to the driver now; the refused ones are still ours to read.
+    uint64_t bytes = b.bytes;
+    for (uint16_t i = sent; i < b.n; i++)
+        bytes -= rte_pktmbuf_pkt_len(b.pkts[i]);
     port_counters& pc = w.stats.ports[port];
     pc.tx_packets.add(sent);
     pc.tx_bytes.add(bytes);
@@ -34,6 +31,7 @@ void tx_send_buffer(worker& w, uint16_t port) noexcept {
     }
     w.stats.tx_flushes.add(1);
     b.n = 0;
+    b.bytes = 0;
 }
 
 void tx_flush(worker& w) noexcept {

@@ -71,6 +71,7 @@ static_assert(sizeof(endpoint_cache::entry) * 2 <= RTE_CACHE_LINE_SIZE, "a set f
 /// Per-port TX buffer of one worker.
 struct tx_buffer {
     uint16_t n;
+    uint32_t bytes;   ///< sum of the buffered packets' lengths
     rte_mbuf* pkts[max_burst];
 };
 

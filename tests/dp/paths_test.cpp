@@ -147,6 +147,7 @@ protected:
             rte_pktmbuf_free(b.pkts[i]);
         }
         b.n = 0;
+        b.bytes = 0;
         auto* end = std::remove(w_->dirty, w_->dirty + w_->n_dirty, port);
         w_->n_dirty = static_cast<uint16_t>(end - w_->dirty);
         return out;
