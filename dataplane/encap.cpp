@@ -240,12 +240,41 @@ void cache_insert(worker& w, const vni_mac_key& key, hash_sig_t sig, uint64_t ge
         s.way[0] = e;
 }
 
+/// Whether this burst uses the endpoint cache. While it answers less than half of the
+/// lookups (more active destinations than it holds), only one burst in 16 probes and
+/// fills it: a cache that mostly misses costs more than it saves, in its own probes and
+/// inserts and in the L2 lines it takes from the endpoints table. The probing bursts
+/// keep measuring, so it comes back on when the destinations fit again.
+bool cache_probing(worker& w) noexcept {
+    if (!w.use_endpoint_cache)
+        return false;
+    endpoint_cache& c = w.ep_cache;
+    if (c.skip_bursts == 0)
+        return true;
+    c.skip_bursts--;
+    return false;
+}
+
+/// Accounts one probing burst's lookups and hits; a full window decides whether the
+/// cache is missing, and while it is, each probing burst is followed by skipping ones.
+void cache_account(worker& w, uint32_t lookups, uint32_t hits) noexcept {
+    endpoint_cache& c = w.ep_cache;
+    c.window_lookups += lookups;
+    c.window_hits += hits;
+    if (c.window_lookups >= endpoint_cache::window) {
+        c.missing = c.window_hits * 2 < c.window_lookups;
+        c.window_lookups = c.window_hits = 0;
+    }
+    if (c.missing)
+        c.skip_bursts = endpoint_cache::skip_when_missing;
+}
+
 /// Known unicast of one burst: endpoints from the worker's cache, the misses from
 /// rte_hash in bulk; a remote endpoint's value names its VTEP's slot, so the VTEP is an
 /// array load, not a second hash lookup. Unknown unicast is appended to `bum` for
 /// flooding.
 void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
-                   const vni_mac_key* keys, const hash_sig_t* sigs, uint16_t n_uni, rte_mbuf** bum,
+                   const vni_mac_key* keys, const hash_sig_t* sigs, uint16_t n_uni, bool cached, rte_mbuf** bum,
                    uint16_t& n_bum, encap_tally& tally) noexcept {
     // acquire; pairs with the release bump in table_writer::endpoints_changed(): entries
     // cached under this generation are what a lookup now would answer.
@@ -256,7 +285,6 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
     hash_sig_t miss_sigs[max_burst];
     uint8_t miss_at[max_burst];
     uint16_t n_miss = 0;
-    const bool cached = w.use_endpoint_cache;
     for (uint16_t i = 0; i < n_uni; i++) {
         if (cached && cache_lookup(w, keys[i], sigs[i], gen, data[i])) {
             hits |= uint64_t{1} << i;
@@ -269,6 +297,9 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
     if (cached) {
         w.stats.endpoint_cache_hits.add(n_uni - n_miss);
         w.stats.endpoint_cache_misses.add(n_miss);
+        cache_account(w, n_uni, n_uni - n_miss);
+    } else if (w.use_endpoint_cache) {
+        w.stats.endpoint_cache_misses.add(n_uni);   // a burst that skips the cache
     }
     if (n_miss != 0) {
         void* miss_data[max_burst];
@@ -329,6 +360,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         return;
     }
 
+    const bool probe = cache_probing(w);
     rte_mbuf* uni[max_burst];
     vni_mac_key keys[max_burst];
     hash_sig_t sigs[max_burst];
@@ -388,7 +420,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         const vni_mac_key k = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
         keys[n_uni] = k;
         const hash_sig_t sig = vni_mac_key_hash(k);
-        if (w.use_endpoint_cache)
+        if (probe)
             rte_prefetch0(&cache_set(w, sig));   // probed after the parse loop
         sigs[n_uni] = sig;
         uni[n_uni++] = m;
@@ -396,7 +428,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
 
     encap_tally tally;
     if (n_uni != 0)
-        unicast_burst(w, cfg, rx_port, *seg, uni, keys, sigs, n_uni, bum, n_bum, tally);
+        unicast_burst(w, cfg, rx_port, *seg, uni, keys, sigs, n_uni, probe, bum, n_bum, tally);
 
     flood_vteps fv;
     for (uint16_t i = 0; i < n_bum; i++)

@@ -63,8 +63,16 @@ struct endpoint_cache {
     struct alignas(RTE_CACHE_LINE_SIZE) set {
         entry way[2];
     };
+    /// Lookups of probing bursts per decision, and the bursts that skip the cache after
+    /// each probing one while it answers less than half (cache_probing() in encap.cpp).
+    static constexpr uint32_t window = 1024;
+    static constexpr uint32_t skip_when_missing = 15;
     set set_of[sets];
-    uint32_t full_inserts;   ///< inserts into a full set (bimodal insertion)
+    uint32_t full_inserts;     ///< inserts into a full set (bimodal insertion)
+    uint32_t window_lookups;   ///< lookups of probing bursts in the current window
+    uint32_t window_hits;
+    uint32_t skip_bursts;      ///< bursts left that skip the cache
+    bool missing;              ///< the last window's hits were under half: probe 1 burst in 16
 };
 static_assert(sizeof(endpoint_cache::entry) * 2 <= RTE_CACHE_LINE_SIZE, "a set fits one cache line");
 

@@ -369,6 +369,34 @@ TEST_F(dp_paths, encap_cache_follows_moves_and_removals) {
     EXPECT_EQ(total_drops(), 0u);
 }
 
+// A cache that answers less than half of a window of lookups is probed by one burst in
+// 16 only; the bursts in between go to the table directly (and count as misses).
+TEST_F(dp_paths, encap_cache_steps_aside_while_it_misses) {
+    const auto& st = w_->stats;
+    const bytes to_r = udp_frame(r_mac, a_mac, a_ip, r_ip);
+    run1(g_c1.port_id, to_r);   // R cached
+    take(g_uplink.port_id);
+    const uint64_t first_hits = st.endpoint_cache_hits.get();
+    // 1280 lookups that cannot hit (unknown destinations, flooded): a window of misses.
+    for (int burst = 0; burst < 40; burst++) {
+        std::vector<bytes> frames;
+        for (int i = 0; i < 32; i++)
+            frames.push_back(udp_frame(mac(0x02, 0x42, 10, 9, static_cast<uint8_t>(burst), static_cast<uint8_t>(i)),
+                                       a_mac, a_ip, ip4(10, 0, 1, 200)));
+        run(g_c1.port_id, frames);
+        for (uint16_t p : {g_uplink.port_id, g_c2.port_id, g_small.port_id})
+            take(p);
+    }
+    EXPECT_EQ(st.endpoint_cache_hits.get(), first_hits);
+    // Now at most one burst in 16 probes: R, still cached, is answered by the cache once.
+    for (int i = 0; i < 16; i++) {
+        run1(g_c1.port_id, to_r);
+        ASSERT_EQ(take(g_uplink.port_id).size(), 1u) << i;
+    }
+    EXPECT_EQ(st.endpoint_cache_hits.get(), first_hits + 1);
+    EXPECT_EQ(total_drops(), 0u);
+}
+
 TEST_F(dp_paths, decap_golden) {
     const bytes inner = udp_frame(a_mac, r_mac, r_ip, a_ip, 100);
     const bytes outer = vxlan_frame(v1_ip, vni_a, inner);
