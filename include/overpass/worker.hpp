@@ -103,8 +103,8 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     rte_ring* inject_ring = nullptr;
     uint32_t idle_polls_before_sleep = 256;
     uint32_t idle_sleep_us = 200;
-    /// false: encap asks the endpoints table for every frame (perf/dp_bench
-    /// --no-endpoint-cache measures the table path with it).
+    /// false: encap asks the endpoints table for every frame (overpassd and
+    /// perf/dp_bench --no-endpoint-cache; worker_pool::use_endpoint_cache()).
     bool use_endpoint_cache = true;
 
     // --- worker-private from here ... ---
