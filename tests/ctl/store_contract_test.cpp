@@ -564,14 +564,18 @@ public:
     void advance(double seconds) const { admin("/_fake/clock/advance", json{{"seconds", seconds}}); }
     void fault(const json& spec) const { admin("/_fake/fault", spec); }
     /// The request log (method, path with query, status, token_source).
-    json requests() const {
-        const raw_reply r = raw_call(port_, http::verb::get, "/_fake/requests", {}, tls_);
+    json requests() const { return get_json("/_fake/requests"); }
+    /// Blocking queries parked in the fake's wait right now.
+    int blocking_waiters() const { return get_json("/_fake/state").at("blocking_waiters").get<int>(); }
+
+private:
+    json get_json(const std::string& path) const {
+        const raw_reply r = raw_call(port_, http::verb::get, path, {}, tls_);
         if (r.status != 200)
-            throw std::runtime_error("fake Consul /_fake/requests: HTTP " + std::to_string(r.status));
+            throw std::runtime_error("fake Consul " + path + ": HTTP " + std::to_string(r.status));
         return json::parse(r.body);
     }
 
-private:
     // A throwaway CA, an unrelated CA, and a server certificate for IP 127.0.0.1 signed by
     // the first (EC P-256, valid 2 days). Returns an error text, empty on success.
     std::string make_certificates() const {
@@ -1215,6 +1219,14 @@ protected:
         return std::make_unique<consul_store>(io, "127.0.0.1", fake->port(), "", std::move(o));
     }
 
+    // True once the watch's blocking query is parked in the fake's wait. The one-shot
+    // faults (index_backwards, spurious_wakeup) act on the next blocking query to arrive:
+    // posting them before the current one is parked would hit that one instead, and a
+    // write racing it would be answered by the fault rather than by the wait.
+    bool watch_parked() {
+        return eventually(io, [&] { return fake->blocking_waiters() == 1; });
+    }
+
     // Blocking-query GETs of the watch on `prefix` in the fake's request log.
     std::vector<std::string> watch_gets(const std::string& prefix) {
         std::vector<std::string> out;
@@ -1238,6 +1250,7 @@ TEST_F(consul_only, index_going_backwards_delivers_a_fresh_snapshot) {
     log.strip = p;
     auto w = s->watch(p, log.callbacks());
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    ASSERT_TRUE(watch_parked());
     // Acts on the next blocking query, i.e. the one after the change below.
     fake->fault(json{{"index_backwards", true}});
     ASSERT_TRUE(run(io, s->create(p + "k1", "v1")));
@@ -1285,18 +1298,20 @@ TEST_F(consul_only, spurious_wakeups_produce_no_callback) {
     log.strip = p;
     auto w = s->watch(p, log.callbacks());
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    // The parked query answers the write below; the three after it are answered at once.
+    ASSERT_TRUE(watch_parked());
     fake->fault(json{{"spurious_wakeup", 3}});
     ASSERT_TRUE(run(io, s->create(p + "a", "1")));
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
-    run_for(io, 300ms);   // the three spurious answers and their queries
+    ASSERT_TRUE(watch_parked()) << "the three spurious answers and their queries";
     // An unrelated write elsewhere, and a clock jump that ends the current wait early.
     ASSERT_TRUE(run(io, s->create("co/elsewhere/" + p + "x", "1")));
     fake->advance(120);
-    run_for(io, 400ms);
+    // Six answered (the snapshot, the write, three spurious, the timeout), the 7th parked.
+    EXPECT_TRUE(eventually(io, [&] { return watch_gets(p).size() >= 6 && fake->blocking_waiters() == 1; }))
+        << "three spurious answers and a timeout were each followed by a new query: "
+        << ::testing::PrintToString(watch_gets(p));
     EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 0", "put a=1"}));
-    const auto gets = watch_gets(p);
-    EXPECT_GE(gets.size(), 6u) << "three spurious answers and a timeout were each followed by a new query: "
-                               << ::testing::PrintToString(gets);
     ASSERT_TRUE(run(io, s->remove(p + "a")));
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 3; }));
     EXPECT_EQ(log.lines.back(), "del a");

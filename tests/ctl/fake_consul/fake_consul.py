@@ -362,6 +362,7 @@ class FakeConsul:
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._stopping = False
+        self.waiting = 0                # blocking queries parked in blocking() now (not reset)
         self._httpd = None
         self._threads = []
         self._conns = set()
@@ -602,6 +603,7 @@ class FakeConsul:
                 "token_required": self.token is not None,
                 "internal_errors": len(self.internal_errors),
                 "requests_logged": len(self.requests),
+                "blocking_waiters": self.waiting,
             }
 
     # ----- sessions --------------------------------------------------------
@@ -664,12 +666,16 @@ class FakeConsul:
             if self.jitter:
                 wait_s += random.uniform(0, wait_s / JITTER_FRACTION)
             deadline = self.now() + wait_s
-            while index <= min_index and not self._stopping:
-                remaining = deadline - self.now()
-                if remaining <= 0:
-                    break
-                self._cond.wait(min(remaining, 0.5))
-                index, payload = compute()
+            self.waiting += 1
+            try:
+                while index <= min_index and not self._stopping:
+                    remaining = deadline - self.now()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(min(remaining, 0.5))
+                    index, payload = compute()
+            finally:
+                self.waiting -= 1
             return index, payload
 
 
