@@ -14,6 +14,7 @@
 using namespace overpass::ctl;
 using overpass::test::run;
 using overpass::test::run_for;
+using overpass::test::run_until;
 using overpass::test::temp_dir;
 using namespace std::chrono_literals;
 
@@ -131,12 +132,16 @@ TEST_F(file_store_test, watch_sees_the_other_instances_writes) {
                                                         (x.what == kv_delta::kind::put ? "=" + x.item.value : ""));
                                },
                                {}});
-    run_for(io, 50ms);
+    // Each step waits for the watch's delivery (polls every 10 ms): a fixed 50 ms is
+    // not enough on a loaded machine under ASan, and a put and its remove caught by one
+    // poll would cancel out.
+    ASSERT_TRUE(run_until(io, [&] { return !events.empty(); })) << "no snapshot";
     ASSERT_TRUE(run(io, a.create("t/k1", "v1")));
     ASSERT_TRUE(run(io, a.create("other/k", "ignored")));
-    run_for(io, 50ms);
+    ASSERT_TRUE(run_until(io, [&] { return events.size() >= 2; })) << ::testing::PrintToString(events);
     ASSERT_TRUE(run(io, a.remove("t/k1")));
-    run_for(io, 50ms);
+    ASSERT_TRUE(run_until(io, [&] { return events.size() >= 3; })) << ::testing::PrintToString(events);
+    run_for(io, 50ms);   // nothing else may arrive
     EXPECT_EQ(events, (std::vector<std::string>{"snapshot 0", "put t/k1=v1", "del t/k1"}));
     EXPECT_EQ(snapshots, 1);
 
@@ -156,10 +161,11 @@ TEST_F(file_store_test, garbage_file_is_an_error_not_a_crash_nor_a_wipe) {
                                                    seen.push_back(x.item.key);
                                            },
                                            [&](const std::string& e) { errors.push_back(e); }});
-    run_for(io, 30ms);
+    ASSERT_TRUE(run_until(io, [&] { return !seen.empty(); })) << "no snapshot";
     const std::string good = slurp(path);
     { std::ofstream(path, std::ios::trunc) << "{\"format\": garbage"; }
-    run_for(io, 50ms);
+    ASSERT_TRUE(run_until(io, [&] { return !errors.empty(); })) << "the garbage was not reported";
+    run_for(io, 50ms);   // more polls of the same bad version: no second report
     EXPECT_THROW(run(io, a.list("t/")), store_error);
     EXPECT_THROW(run(io, a.create("t/x", "v")), store_error);
     EXPECT_EQ(slurp(path), "{\"format\": garbage");   // never overwritten
@@ -169,7 +175,8 @@ TEST_F(file_store_test, garbage_file_is_an_error_not_a_crash_nor_a_wipe) {
     { std::ofstream(path, std::ios::trunc) << good; }   // repaired: the watch carries on
     run_for(io, 50ms);
     ASSERT_TRUE(run(io, a.create("t/x", "v")));
-    run_for(io, 50ms);
+    ASSERT_TRUE(run_until(io, [&] { return seen.size() >= 2; })) << ::testing::PrintToString(seen);
+    run_for(io, 50ms);   // nothing else may arrive
     EXPECT_EQ(seen, (std::vector<std::string>{"snapshot 1", "t/x"}));
 }
 

@@ -66,6 +66,20 @@ inline void run_for(asio::io_context& io, std::chrono::milliseconds d) {
     io.run_for(d);
 }
 
+/// Runs the io_context's handlers until pred() holds (true) or `limit` passes (false).
+/// For what a watch delivers: wait for the delivery, not for a time that a slow or
+/// loaded machine may not keep.
+template <class Pred>
+bool run_until(asio::io_context& io, Pred pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return false;
+        run_for(io, std::chrono::milliseconds(5));
+    }
+    return true;
+}
+
 struct temp_dir {
     std::filesystem::path path;
     temp_dir() {
