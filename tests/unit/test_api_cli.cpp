@@ -142,12 +142,17 @@ TEST_F(api_cli_test, network_lifecycle) {
     r = cli({"network", "create", "--vni", "4097", "--subnet", "10.0.0.0/24", "net2"});
     EXPECT_EQ(r.code, 0) << r.err;
 
-    // The sync engine programs networks from the watch.
-    for (int i = 0; i < 100 && tw_calls().size() < 2; i++)
+    // The sync engine programs networks from the watch (a poll every 100 ms): wait for
+    // the call itself, bounded, rather than for any two calls within 2 s.
+    const std::string want = "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450";
+    const auto has_want = [&] {
+        const auto calls = tw_calls();
+        return std::find(calls.begin(), calls.end(), want) != calls.end();
+    };
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!has_want() && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(20ms);
-    const auto calls = tw_calls();
-    EXPECT_NE(std::find(calls.begin(), calls.end(), "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450"),
-              calls.end());
+    EXPECT_TRUE(has_want()) << ::testing::PrintToString(tw_calls());
 }
 
 TEST_F(api_cli_test, endpoints_attach_detach_and_errors) {
