@@ -983,7 +983,9 @@ TEST_P(store_contract, on_lost_fires_when_revoked_behind_the_handles_back) {
     lease->on_lost([&] { lost++; });
     ASSERT_TRUE(run(io, a->create(k("eph"), "x", lease.get())));
     be->revoke(io, *lease);
-    ASSERT_TRUE(eventually(io, [&] { return lost > 0; }, 5s)) << "the background renewal must notice";
+    // The next background renewal notices: every ttl/3, and Consul raises a 2 s TTL to
+    // 10 s (one renewal per 3.3 s), so 5 s left only 1.7 s for a loaded machine.
+    ASSERT_TRUE(eventually(io, [&] { return lost > 0; }, 10s)) << "the background renewal must notice";
     EXPECT_FALSE(lease->alive());
     EXPECT_FALSE(run(io, lease->renew()));
     EXPECT_EQ(lost, 1) << "on_lost runs once";
@@ -1280,7 +1282,11 @@ TEST_F(consul_only, index_zero_is_treated_as_one) {
     log.strip = p;
     auto w = s->watch(p, log.callbacks());
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
-    run_for(io, 300ms);
+    // The query on index 1 is answered at once; the one after it (on the real index) is
+    // the first to park. The fake logs a query once answered: wait for that, not a time.
+    ASSERT_TRUE(eventually(io, [&] { return watch_gets(p).size() >= 2 && fake->blocking_waiters() == 1; }))
+        << "no query parked after the index-0 answer: " << ::testing::PrintToString(watch_gets(p));
+    run_for(io, 300ms);   // a busy loop on index 0 or 1 would show up as more queries here
     EXPECT_EQ(log.lines, std::vector<std::string>{"snapshot 0"});
     EXPECT_EQ(log.revisions.at(0), 1u);
     const auto gets = watch_gets(p);
@@ -1405,6 +1411,9 @@ TEST_F(consul_only, watch_rate_limits_a_storm_of_changes) {
     log.strip = p;
     auto w = s->watch(p, log.callbacks());
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    // The snapshot's query is in the fake's log (it logs after answering) and the first
+    // blocking query is parked, so `before` counts exactly the snapshot.
+    ASSERT_TRUE(watch_parked());
     const size_t before = watch_gets(p).size();
     auto writer = open();
     const auto start = std::chrono::steady_clock::now();
