@@ -82,14 +82,17 @@ ovp_pass "names resolve within the network"
 ovp_step "TCP: 2 MB from app1 to app2 across VXLAN, byte for byte (checksums, MTU 1450, segmentation)"
 blob="$OVP_DIR/blob"
 head -c 2000000 /dev/urandom >"$blob"
+# The server says "listening" once it listens; the client connects only then (a fixed
+# pause is not enough for python3 to start on a loaded machine: connection refused).
 ip netns exec "app1-$id" timeout 30 python3 -c '
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 8080)); s.listen(1)
-c, _ = s.accept(); c.sendall(open(sys.argv[1], "rb").read()); c.close()' "$blob" &
+s.bind(("0.0.0.0", 8080)); s.listen(1); print("listening", flush=True)
+c, _ = s.accept(); c.sendall(open(sys.argv[1], "rb").read()); c.close()' "$blob" >"$OVP_DIR/tcp_server.log" 2>&1 &
 srv=$!
 ovp_register_pid "$srv" tcp_server
-sleep 0.5
+srv_listening() { grep -qx listening "$OVP_DIR/tcp_server.log"; }
+ovp_eventually 20 srv_listening || ovp_fail "TCP server in app1 did not listen: $(cat "$OVP_DIR/tcp_server.log")"
 got=$(ip netns exec "app2-$id" timeout 30 python3 -c '
 import hashlib, socket
 s = socket.create_connection(("app1", 8080), timeout=10); h = hashlib.sha256(); n = 0
