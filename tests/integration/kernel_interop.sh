@@ -85,11 +85,18 @@ ovp_pass "proxy ARP path"
 
 ovp_step "host3 and kapp removed from the store: host1 drops host3's VXLAN (unknown VTEP)"
 drops_before=$(ovp_cli host1 stats --json | ovp_json_get unknown_vtep 2>/dev/null || echo none)
+sync_field() { ovp_cli host1 stats --json | ovp_json_get "$1"; }
+[[ "$(sync_field remote_vteps)" == 1 && "$(sync_field remote_endpoints)" == 1 ]] ||
+    ovp_fail "host1's sync engine should hold host3 and kapp: remote_vteps $(sync_field remote_vteps), remote_endpoints $(sync_field remote_endpoints)"
 store delete "nets/$(store net-id "$net")/eps/$kip" || ovp_fail "store delete endpoint"
 store delete "hosts/host3-$id" || ovp_fail "store delete host"
 forgot() { ovp_cli_lacks host1 kapp endpoint ls && ovp_cli_lacks host1 "host3-$id" host ls; }
 ovp_eventually 10 forgot || ovp_fail "host1 still lists host3/kapp after removal from the store"
-sleep 0.5
+# 'endpoint ls' and 'host ls' read the store, so they change at once; the data plane
+# forgets host3 only when host1's watch (file store: a poll every 100 ms) has applied the
+# removal. Wait for that (the sync engine's applied state in stats), not for a time.
+dp_forgot() { [[ "$(sync_field remote_vteps)" == 0 && "$(sync_field remote_endpoints)" == 0 ]]; }
+ovp_eventually 10 dp_forgot || ovp_fail "host1's sync engine still holds host3/kapp: remote_vteps $(sync_field remote_vteps), remote_endpoints $(sync_field remote_endpoints)"
 ip -n "$kapp" neigh replace "$a1ip" lladdr "$a1mac" nud permanent dev eth0
 ovp_ping_fails "$kapp" "$a1ip" 3 || ovp_fail "host1 still accepts VXLAN from host3 after it left the store"
 drops_after=$(ovp_cli host1 stats --json | ovp_json_get unknown_vtep 2>/dev/null || echo none)
