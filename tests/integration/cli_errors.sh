@@ -160,7 +160,9 @@ bad_daemon "--metrics port out of range" "metrics.*70000" 1 --host-id @HID@ --vt
 # first (warning only, as above); no API socket may be left behind.
 ovp_bg_in holder "h1-$id" python3 -c 'import socket, time
 s = socket.socket(); s.bind(("127.0.0.1", 19555)); s.listen(); print("bound", flush=True); time.sleep(120)'
-for ((i = 0; i < 50; i++)); do grep -q bound "${OVP_LOG[holder]}" 2>/dev/null && break; sleep 0.1; done
+# Until the holder has bound the port, the daemon below would find it free and run.
+holder_bound() { grep -q bound "${OVP_LOG[holder]}" 2>/dev/null; }
+ovp_eventually 20 holder_bound || ovp_fail "the port holder did not bind 127.0.0.1:19555: $(cat "${OVP_LOG[holder]}")"
 bad_daemon "--metrics port in use" "metrics.*19555.*listen|cannot listen" 40 --host-id @HID@ \
     --vtep-ip 198.18.0.1 --uplink net_af_packet0,iface=ul0 --api "$OVP_DIR/bad14.sock" "${common[@]}" \
     --metrics 127.0.0.1:19555
