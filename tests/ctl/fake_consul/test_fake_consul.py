@@ -91,6 +91,18 @@ class Base(unittest.TestCase):
         self.assertEqual(r.status, 200, r.text)
         return r.json
 
+    def wait_parked(self, n=1, timeout=10.0):
+        """Waits until n blocking queries are parked in the fake's wait (bounded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.fc._lock:
+                if self.fc.waiting >= n:
+                    return
+            if time.monotonic() >= deadline:
+                self.fail("%d blocking queries parked after %.0f s, wanted %d"
+                          % (self.fc.waiting, timeout, n))
+            time.sleep(0.01)
+
     def in_thread(self, fn):
         out = {}
 
@@ -378,7 +390,9 @@ class BlockingTest(Base):
         idx = self.get("dw").index()
         # no wait -> default 5 min
         t, out = self.in_thread(lambda: self.get("dw", "?index=%d" % idx))
-        time.sleep(0.2)
+        # The query's deadline is fixed when it parks: advancing the clock before that
+        # would only move its start (then 15 s more do not end it).
+        self.wait_parked()
         self.admin("clock/advance", {"seconds": 290})
         time.sleep(0.3)
         self.assertTrue(t.is_alive(), "returned before the 5 min default")
@@ -388,7 +402,7 @@ class BlockingTest(Base):
         self.assertEqual(out["r"].index(), idx)
         # wait=20m is capped at 10 min
         t, out = self.in_thread(lambda: self.get("dw", "?index=%d&wait=20m" % idx))
-        time.sleep(0.2)
+        self.wait_parked()
         self.admin("clock/advance", {"seconds": 590})
         time.sleep(0.3)
         self.assertTrue(t.is_alive())
@@ -994,9 +1008,8 @@ class CLITest(unittest.TestCase):
             pf = os.path.join(d, "port")
             p = self._run(["--port-file", pf])
             try:
-                for _ in range(100):
-                    if os.path.exists(pf):
-                        break
+                deadline = time.monotonic() + 20   # python3 starting on a loaded machine
+                while not os.path.exists(pf) and time.monotonic() < deadline:
                     time.sleep(0.05)
                 with open(pf) as f:
                     port = int(f.read())
