@@ -8,8 +8,9 @@
 //    VTEP and for a known VNI is decapsulated; anything else is a counted drop;
 //  - a decapsulated frame is delivered only to local ports of its own VNI;
 //  - per burst: the sender VTEPs (worker hints checked against the slot array, bulk
-//    lookup for the rest), networks (last-key cache + bulk), local endpoints (worker
-//    hints checked against the port bindings, bulk lookup for the rest).
+//    lookup for the rest), networks (once per run of one VNI: the worker's hint checked
+//    against the slot array, a lookup on a miss), local endpoints (worker hints checked
+//    against the port bindings, bulk lookup for the rest).
 #include <rte_cycles.h>
 #include <rte_hash.h>
 #include <rte_ip.h>
@@ -185,32 +186,6 @@ uint16_t local_port_hint(const worker& w, const vni_mac_key& k, hash_sig_t sig) 
     return hint - 1;
 }
 
-/// Networks of a burst. A burst from the uplink usually carries one VNI: a last-key
-/// cache, with the VNIs that differ from their predecessor looked up in bulk.
-void lookup_networks(const worker& w, const uint32_t* vni, uint16_t n, uint64_t& hits, void** data) noexcept {
-    const void* keys[max_burst];
-    uint16_t idx[max_burst];
-    uint16_t n_keys = 0;
-    for (uint16_t i = 0; i < n; i++) {
-        if (i == 0 || vni[i] != vni[i - 1]) {
-            idx[n_keys] = i;
-            keys[n_keys++] = &vni[i];
-        }
-    }
-    void* found[max_burst];
-    uint64_t found_hits = 0;
-    rte_hash_lookup_bulk_data(w.tables->networks, keys, n_keys, &found_hits, found);
-    hits = 0;
-    for (uint16_t k = 0, i = 0; k < n_keys; k++) {
-        const uint16_t end = k + 1 < n_keys ? idx[k + 1] : n;
-        const uint64_t hit = (found_hits >> k) & 1;
-        for (; i < end; i++) {
-            data[i] = found[k];
-            hits |= hit << i;
-        }
-    }
-}
-
 } // namespace
 
 void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_t n) noexcept {
@@ -240,13 +215,11 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     if (n_vx == 0)
         return;
 
-    // Stage 2: sender VTEP and network, in bulk.
+    // Stage 2: sender VTEP (hints, then in bulk) and network (once per run of a VNI: a
+    // burst from the uplink usually carries one).
     const void* keys[max_burst];
     const vtep_entry* vteps[max_burst];
-    void* seg_data[max_burst];
-    uint64_t seg_hits = 0;
     lookup_vteps(w, src_ip, n_vx, vteps);
-    lookup_networks(w, vni, n_vx, seg_hits, seg_data);
 
     const uint64_t now = rte_rdtsc();
     decap_tally tally;
@@ -254,6 +227,8 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
     vni_mac_key ep_keys[max_burst];
     hash_sig_t ep_sigs[max_burst];
     uint16_t n_uni = 0;
+    uint32_t run_vni = UINT32_MAX;   // no VNI: they have 24 bits
+    const segment* seg = nullptr;
     for (uint16_t i = 0; i < n_vx; i++) {
         rte_mbuf* m = vx[i];
         const vtep_entry* vtep = vteps[i];
@@ -261,11 +236,14 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
             drop(w, uplink, m, drop_reason::unknown_vtep);
             continue;
         }
-        if (((seg_hits >> i) & 1) == 0) {
+        if (vni[i] != run_vni) {
+            run_vni = vni[i];
+            seg = find_segment(w, run_vni);
+        }
+        if (seg == nullptr) {
             drop(w, uplink, m, drop_reason::unknown_vni);
             continue;
         }
-        const auto* seg = static_cast<const segment*>(seg_data[i]);
         const uint32_t outer_bytes = rte_pktmbuf_pkt_len(m);
         vtep_counters& vc = w.stats.vteps[vtep->stats_slot];
         vc.rx_packets.add(1);

@@ -347,12 +347,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
                  uint16_t n) noexcept {
     // acquire; pairs with the release exchange in table_writer (port binding publish)
     const port_binding* b = w.tables->ports[rx_port].load(std::memory_order_acquire);
-    const segment* seg = nullptr;
-    if (b != nullptr) {
-        void* data = nullptr;
-        if (rte_hash_lookup_data(w.tables->networks, &b->vni, &data) >= 0)
-            seg = static_cast<const segment*>(data);
-    }
+    const segment* seg = b != nullptr ? find_segment(w, b->vni) : nullptr;
     if (seg == nullptr) {
         const drop_reason r = b == nullptr ? drop_reason::port_unbound : drop_reason::no_network;
         for (uint16_t i = 0; i < n; i++)

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include <rte_ether.h>
+#include <rte_hash.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -57,6 +58,25 @@ struct network_tally {
 };
 using encap_tally = network_tally<&network_counters::encap_packets, &network_counters::encap_bytes>;
 using decap_tally = network_tally<&network_counters::decap_packets, &network_counters::decap_bytes>;
+
+/// The network of `vni`, nullptr when there is none: the worker's hint checked against
+/// dp_tables::network_slots, else the networks table (and the hint refreshed). Valid
+/// until the worker's next quiescent report, like any value read from the tables.
+inline const segment* find_segment(worker& w, uint32_t vni) noexcept {
+    uint16_t& hint = w.network_hint[(vni * 0x9e3779b1u) >> 24 & (network_hint_entries - 1)];
+    if (hint != 0) {
+        // acquire; pairs with the release store in table_writer::publish()
+        const segment* s = w.tables->network_slots[hint - 1].load(std::memory_order_acquire);
+        if (s != nullptr && s->vni == vni)
+            return s;
+    }
+    void* data = nullptr;
+    if (rte_hash_lookup_data(w.tables->networks, &vni, &data) < 0)
+        return nullptr;
+    const auto* s = static_cast<const segment*>(data);
+    hint = static_cast<uint16_t>(s->stats_slot + 1);
+    return s;
+}
 
 /// Frames shorter than this cannot be looked at (Ethernet header in the first segment).
 inline constexpr uint16_t eth_len = sizeof(rte_ether_hdr);

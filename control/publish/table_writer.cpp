@@ -159,10 +159,11 @@ private:
     int publish_segment(const net_shadow& n) noexcept;
     int publish_vtep(rte_be32_t ip_be, const vtep_shadow& v) noexcept;
     /// Adds or replaces `key` -> `value` in `h` and retires the replaced value. `mirror`:
-    /// a second place workers find the same value in (a VTEP's slot), updated before
-    /// the old value is retired so that no worker can find it once its grace period runs.
-    int publish(rte_hash* h, const void* key, void* value, retired::kind k,
-                std::atomic<const vtep_entry*>* mirror = nullptr) noexcept;
+    /// a second place workers find the same value in (its slot in vtep_slots or
+    /// network_slots), updated before the old value is retired so that no worker can
+    /// find it once its grace period runs.
+    template <class T>
+    int publish(rte_hash* h, const void* key, T* value, retired::kind k, std::atomic<const T*>* mirror) noexcept;
     /// rte_hash_add_key_data(), waiting for one grace period when the table is full of
     /// deleted keys still in theirs.
     int add_or_wait(rte_hash* h, const void* key, void* data) noexcept;
@@ -413,14 +414,15 @@ int table_writer_impl::add_or_wait(rte_hash* h, const void* key, void* data) noe
     return rc < 0 ? rc : 0;
 }
 
-int table_writer_impl::publish(rte_hash* h, const void* key, void* value, retired::kind k,
-                               std::atomic<const vtep_entry*>* mirror) noexcept {
+template <class T>
+int table_writer_impl::publish(rte_hash* h, const void* key, T* value, retired::kind k,
+                               std::atomic<const T*>* mirror) noexcept {
     void* old = nullptr;
     const bool replacing = rte_hash_lookup_data(h, key, &old) >= 0;
     if (int rc = add_or_wait(h, key, value); rc < 0)
         return rc;
-    if (mirror != nullptr)   // release; pairs with the acquire loads in encap.cpp and decap.cpp
-        mirror->store(static_cast<const vtep_entry*>(value), std::memory_order_release);
+    // release; pairs with the acquire loads in encap.cpp, decap.cpp and find_segment()
+    mirror->store(value, std::memory_order_release);
     if (replacing)
         retire(old, k);
     return 0;
@@ -456,7 +458,7 @@ int table_writer_impl::publish_segment(const net_shadow& n) noexcept {
         if (auto v = vteps_.find(ip); v != vteps_.end())   // always: a VTEP outlives its endpoints
             s->remote_vtep_slots[s->n_remote_vteps++] = v->second.slot;
     const uint32_t key = n.spec.vni;
-    if (int rc = publish(t_.networks, &key, s, retired::kind::segment); rc < 0) {
+    if (int rc = publish(t_.networks, &key, s, retired::kind::segment, &t_.network_slots[n.slot]); rc < 0) {
         delete s;
         return rc;
     }
@@ -566,7 +568,9 @@ int table_writer_impl::remove_network(uint32_t vni) noexcept {
     for (rte_be32_t ip : vteps)
         remove_vtep_if_unused(ip);
     const uint16_t slot = it->second.slot;
-    // The hash's defer queue frees the segment after a grace period.
+    // Unpublished from both places; the hash's defer queue frees the segment after a
+    // grace period.
+    t_.network_slots[slot].store(nullptr, std::memory_order_release);
     rte_hash_del_key(t_.networks, &vni);
     nets_.erase(it);
     retire(nullptr, retired::kind::network_slot, slot);

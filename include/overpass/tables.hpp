@@ -186,6 +186,10 @@ struct dp_tables {
     /// cleared before the VTEP is deleted; it is reused only after a grace period.
     /// release-stored by control; acquire-loaded by workers.
     std::atomic<const vtep_entry*> vtep_slots[max_vtep_slots] = {};
+    /// The networks table's segments by stats slot, kept the same way (stored after the
+    /// table, cleared before the delete). Workers find a VNI's segment here through a
+    /// per-worker hint (worker::network_hint) and ask the networks table only on a miss.
+    std::atomic<const segment*> network_slots[max_network_slots] = {};
     /// release-stored by control after the value is complete; acquire-loaded by workers
     std::atomic<const port_binding*> ports[RTE_MAX_ETHPORTS] = {};
     /// release-stored by control; acquire-loaded by workers once per burst

@@ -21,6 +21,7 @@ inline constexpr uint16_t max_burst = 32;
 inline constexpr uint16_t max_rxqs_per_worker = RTE_MAX_ETHPORTS * 2;
 inline constexpr uint16_t vtep_hint_entries = 1024;   ///< power of two
 inline constexpr uint16_t local_hint_entries = 256;   ///< power of two
+inline constexpr uint16_t network_hint_entries = 256;   ///< power of two
 
 /// Commands from the control thread to one worker (per-worker SP/SC ring).
 /// Plain old data: nothing with a refcount or a vtable travels on a ring.
@@ -127,6 +128,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     /// after it, withdrawn before it), so a stale hint costs a hash lookup, never a
     /// wrong port.
     uint16_t local_hint[local_hint_entries] = {};
+    /// A network's stats slot (slot + 1; 0: none) by hash of its VNI, for encap (the RX
+    /// port's network) and decap. Checked against dp_tables::network_slots, whose
+    /// segment must carry the same VNI: a stale hint costs a networks table lookup.
+    uint16_t network_hint[network_hint_entries] = {};
     endpoint_cache ep_cache = {};            ///< encap's endpoint lookups (zeroed: empty)
     // --- ... to here ---
 

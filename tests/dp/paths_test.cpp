@@ -278,6 +278,49 @@ TEST_F(dp_paths, decap_vtep_hint_survives_slot_reuse) {
     EXPECT_EQ(total_drops(), 2u);
 }
 
+// Workers remember a network's slot by VNI (decap, and encap for the RX port's network).
+// Once the network is gone, and its slot reused by another, the old hint must find
+// nothing; created again in another slot, the network must be found there.
+TEST_F(dp_paths, network_hint_survives_slot_reuse) {
+    const bytes to_c = udp_frame(a_mac, s_mac, s_ip, a_ip);     // vni_b, C on c3
+    const bytes from_c = udp_frame(s_mac, a_mac, a_ip, s_ip);   // C to S behind v3
+    run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
+    ASSERT_EQ(take(g_c3.port_id).size(), 1u);
+    run1(g_c3.port_id, from_c);
+    ASSERT_EQ(take(g_uplink.port_id).size(), 1u);
+
+    const int old_slot = tw_->network_slot(vni_b);
+    ASSERT_EQ(tw_->remove_network(vni_b), 0);
+    run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
+    EXPECT_EQ(drops(drop_reason::unknown_vni), 1u);
+    tw_->synchronize();   // the slot comes back after a grace period
+    constexpr uint32_t vni_c = 300;
+    ASSERT_EQ(tw_->upsert_network({vni_c, mtu, ip4(10, 0, 3, 0), ip4(255, 255, 255, 0), ip4(10, 0, 3, 1)}), 0);
+    ASSERT_EQ(tw_->network_slot(vni_c), old_slot) << "the test needs the slot to be reused";
+    run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
+    EXPECT_EQ(drops(drop_reason::unknown_vni), 2u);
+
+    // vni_b again, in another slot, with C and S back.
+    ASSERT_EQ(tw_->upsert_network({vni_b, mtu, ip4(10, 0, 1, 0), ip4(255, 255, 255, 0), gw_ip}), 0);
+    ASSERT_NE(tw_->network_slot(vni_b), old_slot);
+    ASSERT_EQ(tw_->upsert_local_endpoint(vni_b, a_ip, a_mac, g_c3.port_id), 0);
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_b, s_ip, s_mac, v3_ip), 0);
+    ASSERT_EQ(tw_->resolve_vtep(v3_ip, v3_mac), 0);
+    for (int round = 0; round < 2; round++) {
+        SCOPED_TRACE(round);
+        run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
+        const auto in = take(g_c3.port_id);
+        ASSERT_EQ(in.size(), 1u);
+        EXPECT_EQ(in[0], to_c);
+        run1(g_c3.port_id, from_c);
+        const auto up = take(g_uplink.port_id);
+        ASSERT_EQ(up.size(), 1u);
+        EXPECT_EQ(hex(up[0]), hex(expected_encap(from_c, sport_of(up[0]), vni_b, v3_ip, v3_mac)));
+    }
+    EXPECT_EQ(w_->stats.networks[tw_->network_slot(vni_b)].decap_packets.get(), 2u);
+    EXPECT_EQ(total_drops(), 2u);
+}
+
 // Decap remembers a local endpoint's port per worker. When the endpoint moves away, or
 // its port is bound to another endpoint, the old hint must not deliver anything.
 TEST_F(dp_paths, decap_local_hint_follows_moves) {
