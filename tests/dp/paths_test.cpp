@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -902,6 +903,142 @@ TEST_F(dp_paths, every_drop_reason_is_reachable) {
         for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++)
             take(p);
     }
+}
+
+/// Decap judges the common frame in one pass and everything else step by step: every
+/// single-bit flip of the 50 outer header bytes must get the step-by-step verdict of
+/// the field it lands in, whichever path decides.
+TEST_F(dp_paths, decap_outer_header_bit_flips_are_judged_field_by_field) {
+    const bytes good = vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r_mac, r_ip, a_ip));
+    constexpr int delivered = -1;
+    auto verdict_at = [](size_t off, int bit) -> int {
+        if (off < 6)
+            return static_cast<int>(drop_reason::not_for_us);   // destination MAC
+        if (off < 12)
+            return delivered;                                    // source MAC
+        if (off < 14)
+            return static_cast<int>(drop_reason::not_for_us);   // EtherType
+        if (off < 34)
+            return static_cast<int>(drop_reason::outer_ip_invalid);   // IPv4: the checksum catches any flip
+        if (off < 36)
+            return delivered;                                    // UDP source port
+        if (off < 38)
+            return static_cast<int>(drop_reason::not_for_us);   // UDP destination port
+        if (off < 40)
+            return static_cast<int>(drop_reason::malformed);    // UDP length
+        if (off < 42)
+            return delivered;                                    // UDP checksum (not checked)
+        if (off == 42)   // VXLAN flags: only I counts (RFC 7348)
+            return bit == 3 ? static_cast<int>(drop_reason::vxlan_bad_flags) : delivered;
+        if (off < 46 || off == 49)
+            return delivered;                                    // reserved
+        return static_cast<int>(drop_reason::unknown_vni);      // VNI
+    };
+    for (size_t off = 0; off < 50; off++) {
+        for (int bit = 0; bit < 8; bit++) {
+            SCOPED_TRACE("byte " + std::to_string(off) + " bit " + std::to_string(bit));
+            bytes f = good;
+            f[off] ^= static_cast<uint8_t>(1u << bit);
+            std::array<uint64_t, drop_reason_count> before{};
+            for (size_t r = 0; r < drop_reason_count; r++)
+                before[r] = drops(static_cast<drop_reason>(r));
+            run1(g_uplink.port_id, f);
+            const int want = verdict_at(off, bit);
+            EXPECT_EQ(take(g_c1.port_id).size(), want == delivered ? 1u : 0u);
+            for (size_t r = 0; r < drop_reason_count; r++)
+                EXPECT_EQ(drops(static_cast<drop_reason>(r)) - before[r], static_cast<int>(r) == want ? 1u : 0u)
+                    << drop_reason_names[r];
+        }
+    }
+}
+
+/// The same with the outer IPv4 checksum made right again after each change, so that
+/// each check of a header field has to catch its own field.
+TEST_F(dp_paths, decap_outer_fields_with_valid_checksums_are_judged_field_by_field) {
+    const bytes good = vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r_mac, r_ip, a_ip));
+    auto fix_ip_csum = [](bytes& f) {
+        const size_t hl = (f[14] & 0x0fu) * 4u;
+        f[24] = f[25] = 0;
+        const uint16_t c = inet_csum(&f[14], hl);
+        f[24] = static_cast<uint8_t>(c >> 8);
+        f[25] = static_cast<uint8_t>(c);
+    };
+    auto set_total = [](bytes& f, int delta) {
+        const int total = (f[16] << 8 | f[17]) + delta;
+        f[16] = static_cast<uint8_t>(total >> 8);
+        f[17] = static_cast<uint8_t>(total);
+    };
+    auto set_src = [](bytes& f, rte_be32_t ip) { std::memcpy(&f[26], &ip, 4); };
+    struct variant {
+        const char* what;
+        std::function<void(bytes&)> change;
+        std::optional<drop_reason> verdict;   // nullopt: delivered to A
+    };
+    const std::vector<variant> variants = {
+        {"another destination address", [](bytes& f) { f[33] ^= 1; }, drop_reason::not_for_us},
+        {"more fragments", [](bytes& f) { f[20] |= 0x20; }, drop_reason::outer_fragment},
+        {"a fragment offset", [](bytes& f) { f[21] = 1; }, drop_reason::outer_fragment},
+        {"don't fragment", [](bytes& f) { f[20] |= 0x40; }, std::nullopt},
+        {"TOS, ID and TTL", [](bytes& f) { f[15] = 0xb8; f[18] = 0x12; f[22] = 1; }, std::nullopt},
+        {"TCP", [](bytes& f) { f[23] = 6; }, drop_reason::not_for_us},
+        {"version 6", [](bytes& f) { f[14] = 0x65; }, drop_reason::outer_ip_invalid},
+        {"IHL 4", [](bytes& f) { f[14] = 0x44; }, drop_reason::outer_ip_invalid},
+        {"total length past the frame", [&](bytes& f) { set_total(f, 1); }, drop_reason::outer_ip_invalid},
+        // The last byte becomes Ethernet padding; UDP's length no longer fits.
+        {"total length short of the frame", [&](bytes& f) { set_total(f, -1); }, drop_reason::malformed},
+        {"4 bytes of IPv4 options", [&](bytes& f) {
+             f.insert(f.begin() + 34, {1, 1, 1, 1});   // NOPs
+             f[14] = 0x46;
+             set_total(f, 4);
+         }, std::nullopt},
+        {"Ethernet padding", [](bytes& f) { f.insert(f.end(), 8, 0); }, std::nullopt},
+        {"another known VTEP", [&](bytes& f) { set_src(f, v3_ip); }, std::nullopt},
+        {"an unknown VTEP", [&](bytes& f) { set_src(f, ip4(198, 18, 0, 99)); }, drop_reason::unknown_vtep},
+    };
+    for (const variant& v : variants) {
+        SCOPED_TRACE(v.what);
+        bytes f = good;
+        v.change(f);
+        fix_ip_csum(f);
+        std::array<uint64_t, drop_reason_count> before{};
+        for (size_t r = 0; r < drop_reason_count; r++)
+            before[r] = drops(static_cast<drop_reason>(r));
+        run1(g_uplink.port_id, f);
+        const std::vector<bytes> out = take(g_c1.port_id);
+        if (!v.verdict.has_value()) {
+            ASSERT_EQ(out.size(), 1u);
+            EXPECT_EQ(out[0], udp_frame(a_mac, r_mac, r_ip, a_ip)) << "the inner frame, without padding";
+        } else {
+            EXPECT_EQ(out.size(), 0u);
+        }
+        for (size_t r = 0; r < drop_reason_count; r++)
+            EXPECT_EQ(drops(static_cast<drop_reason>(r)) - before[r], v.verdict == static_cast<drop_reason>(r) ? 1u : 0u)
+                << drop_reason_names[r];
+    }
+}
+
+/// The outer IPv4 checksum: a NIC's verdict (RTE_MBUF_F_RX_IP_CKSUM_GOOD or _BAD) is
+/// trusted as it stands; without one, decap computes it.
+TEST_F(dp_paths, decap_trusts_the_nics_outer_checksum_verdict) {
+    bytes broken = vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r_mac, r_ip, a_ip));
+    const bytes good = broken;
+    broken[24] ^= 0x01;   // IPv4 header checksum
+    auto run_flagged = [&](const bytes& f, uint64_t flags) {
+        rte_mbuf* m = to_mbuf(g_pool, f);
+        ASSERT_NE(m, nullptr);
+        m->ol_flags |= flags;
+        dp::process_burst(*w_, g_uplink.port_id, &m, 1);
+    };
+    run_flagged(broken, RTE_MBUF_F_RX_IP_CKSUM_GOOD);
+    EXPECT_EQ(take(g_c1.port_id).size(), 1u);
+    run_flagged(good, RTE_MBUF_F_RX_IP_CKSUM_BAD);
+    EXPECT_EQ(take(g_c1.port_id).size(), 0u);
+    EXPECT_EQ(drops(drop_reason::outer_ip_invalid), 1u);
+    run_flagged(broken, RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN);
+    EXPECT_EQ(drops(drop_reason::outer_ip_invalid), 2u);
+    run_flagged(good, RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN);
+    EXPECT_EQ(take(g_c1.port_id).size(), 1u);
+    EXPECT_EQ(total_drops(), 2u);
 }
 
 /// Every prefix of a valid frame, on both paths: no crash, and each frame is accounted
