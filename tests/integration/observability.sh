@@ -136,8 +136,11 @@ settle() {
         chk=()
         sleep 0.2
     done
-    ((${#chk[@]} > 0)) || "$fn"
-    ((i == 0)) || ovp_info "$what: counters settled after $i re-scrape(s)"
+    if ((${#chk[@]} == 0)); then
+        "$fn"   # never held: the last scrape's MISMATCH lines say why
+    elif ((i > 0)); then
+        ovp_info "$what: counters settled after $i re-scrape(s)"
+    fi
     run_checks "$what"
 }
 
