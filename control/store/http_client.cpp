@@ -3,7 +3,9 @@
 #include "control/store/http_client.hpp"
 
 #include <cctype>
+#include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -209,22 +211,38 @@ std::string tls_cause(const beast::error_code& ec, SSL* ssl) {
 
 asio::awaitable<std::unique_ptr<http_connection>> http_client::connect() {
     beast::error_code ec;
-    // Name resolution does not honour the tcp_stream deadline: a timer cancels it.
-    auto resolver = std::make_shared<tcp::resolver>(io_);
-    asio::steady_timer guard(io_);
-    guard.expires_after(request_timeout_);
-    guard.async_wait([resolver](const boost::system::error_code& e) {
-        if (!e)
-            resolver->cancel();
-    });
-    const tcp::resolver::results_type results =
-        co_await resolver->async_resolve(host_, std::to_string(port_), asio::redirect_error(asio::use_awaitable, ec));
-    guard.cancel();
-    if (ec)
-        throw transport_error("resolve", ec);
+    // An address needs no resolver (whose first use starts a thread, and which runs
+    // getaddrinfo on it): its one endpoint is connected to directly.
+    boost::system::error_code not_ip;
+    const asio::ip::address literal = asio::ip::make_address(host_, not_ip);
+    std::vector<tcp::endpoint> endpoints;
+    if (!not_ip) {
+        endpoints.emplace_back(literal, port_);
+    } else {
+        // Name resolution does not honour the tcp_stream deadline: a timer cancels it.
+        auto resolver = std::make_shared<tcp::resolver>(io_);
+        auto timed_out = std::make_shared<bool>(false);
+        asio::steady_timer guard(io_);
+        guard.expires_after(request_timeout_);
+        guard.async_wait([resolver, timed_out](const boost::system::error_code& e) {
+            if (!e) {
+                *timed_out = true;
+                resolver->cancel();
+            }
+        });
+        const tcp::resolver::results_type results = co_await resolver->async_resolve(
+            host_, std::to_string(port_), asio::redirect_error(asio::use_awaitable, ec));
+        guard.cancel();
+        if (*timed_out)
+            throw transport_error("resolve", beast::error::timeout);
+        if (ec)
+            throw transport_error("resolve", ec);
+        for (const auto& r : results)
+            endpoints.push_back(r.endpoint());
+    }
     auto conn = std::make_unique<http_connection>(io_);
     conn->stream.expires_after(request_timeout_);
-    co_await conn->stream.async_connect(results, asio::redirect_error(asio::use_awaitable, ec));
+    co_await conn->stream.async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
     if (ec)
         throw transport_error("connect", ec);
     if (!tls_ctx_)
@@ -232,8 +250,6 @@ asio::awaitable<std::unique_ptr<http_connection>> http_client::connect() {
     // Same deadline: connect and handshake together stay within request_timeout.
     conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream&>>(conn->stream, *tls_ctx_);
     SSL* ssl = conn->tls->native_handle();
-    boost::system::error_code not_ip;
-    (void)asio::ip::make_address(host_, not_ip);
     X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     const int named = not_ip ? X509_VERIFY_PARAM_set1_host(param, host_.c_str(), 0)
