@@ -9,6 +9,7 @@
 //  - flooding never leaves the segment (VNI) of the port;
 //  - a copy for replication is taken before the original is modified, and the original
 //    serves the last destination.
+#include <bit>
 #include <cstring>
 
 #include <rte_cycles.h>
@@ -341,6 +342,95 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
     }
 }
 
+/// What a container's ordinary frame holds, built once per burst from the port's binding
+/// and network, in the words plain_unicast() compares.
+struct frame_expect {
+    uint64_t src_type;     ///< bytes 6-13: the endpoint's MAC, EtherType IPv4 (little-endian load)
+    uint64_t gateway_mac;  ///< bytes 0-5 of a frame to the gateway, upper 16 bits 0
+    rte_be32_t ip_be;
+    rte_be32_t gateway_be;
+    uint32_t max_len;      ///< the network's MTU plus the Ethernet header
+
+    frame_expect(const port_binding& b, const segment& seg) noexcept
+        : src_type(uint64_t{RTE_BE16(RTE_ETHER_TYPE_IPV4)} << 48), gateway_mac(0), ip_be(b.ip_be),
+          gateway_be(seg.gateway_be), max_len(uint32_t{seg.mtu} + eth_len) {
+        static_assert(std::endian::native == std::endian::little, "byte order of the words");
+        std::memcpy(&src_type, b.mac.addr_bytes, RTE_ETHER_ADDR_LEN);
+        std::memcpy(&gateway_mac, seg.gateway_mac.addr_bytes, RTE_ETHER_ADDR_LEN);
+    }
+};
+
+/// The common frame in one pass and one branch: IPv4 from the endpoint's own MAC and
+/// address, unicast, neither to the gateway's MAC (routing) nor to its address (DNS),
+/// within the network's MTU, its IPv4 header in the first segment. Anything else takes
+/// screen_frame()'s step-by-step path, which names the drop reason.
+bool plain_unicast(const rte_mbuf* m, const frame_expect& ex) noexcept {
+    if (m->data_len < ipv4_min_frame)
+        return false;
+    const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(p + eth_len);
+    constexpr uint64_t mac_bits = 0xffffffffffffULL;
+    const uint64_t dst = load_u64(p);
+    const uint64_t diff = (load_u64(p + 6) ^ ex.src_type) | (ip->src_addr ^ ex.ip_be);
+    const bool other = (dst & 1) != 0 ||                      // broadcast, multicast
+                       ((dst ^ ex.gateway_mac) & mac_bits) == 0 || ip->dst_addr == ex.gateway_be ||
+                       rte_pktmbuf_pkt_len(m) > ex.max_len;
+    return (diff == 0) & !other;
+}
+
+/// The step-by-step checks of one frame from a container. true: known or unknown
+/// unicast, to be looked up; false: consumed (answered, handed to the control thread,
+/// dropped, or appended to `bum`).
+bool screen_frame(worker& w, const port_binding& b, const segment& seg, uint16_t rx_port, rte_mbuf* m,
+                  rte_mbuf** bum, uint16_t& n_bum) noexcept {
+    if (m->data_len < eth_len) {
+        drop(w, rx_port, m, drop_reason::malformed);
+        return false;
+    }
+    const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+    if (!rte_is_same_ether_addr(&eth->src_addr, &b.mac)) {
+        drop(w, rx_port, m, drop_reason::spoofed_mac);
+        return false;
+    }
+    const rte_be16_t type = eth->ether_type;
+    if (type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
+        if (!arp_from_container(w, b, seg, rx_port, m))
+            return false;   // answered or dropped; a unicast reply is forwarded below
+    } else if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+        if (m->data_len < ipv4_min_frame) {
+            drop(w, rx_port, m, drop_reason::malformed);
+            return false;
+        }
+        const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
+        if (ip->src_addr != b.ip_be) {
+            drop(w, rx_port, m, drop_reason::spoofed_ip);
+            return false;
+        }
+        if (is_dns_query_to(m, ip, seg.gateway_be)) {
+            to_control(w, rx_port, m);   // the control thread answers names
+            return false;
+        }
+    } else {
+        // IPv6, VLAN tags and the rest: the overlay carries untagged IPv4 only, and
+        // anti-spoofing only knows the endpoint's IPv4 address.
+        drop(w, rx_port, m, drop_reason::unsupported_ethertype);
+        return false;
+    }
+    if (rte_pktmbuf_pkt_len(m) - eth_len > seg.mtu) {
+        drop(w, rx_port, m, drop_reason::mtu_exceeded);
+        return false;
+    }
+    if (rte_is_multicast_ether_addr(&eth->dst_addr)) {
+        bum[n_bum++] = m;
+        return false;
+    }
+    if (seg.gateway_be != 0 && rte_is_same_ether_addr(&eth->dst_addr, &seg.gateway_mac)) {
+        drop(w, rx_port, m, drop_reason::no_route);
+        return false;
+    }
+    return true;
+}
+
 } // namespace
 
 void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf** pkts,
@@ -363,55 +453,14 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
     rte_mbuf* bum[max_burst];
     uint16_t n_bum = 0;
 
+    const frame_expect ex(*b, *seg);
     for (uint16_t i = 0; i < n; i++) {
         if (i + 3 < n)
             rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
-        if (m->data_len < eth_len) {
-            drop(w, rx_port, m, drop_reason::malformed);
+        if (!plain_unicast(m, ex) && !screen_frame(w, *b, *seg, rx_port, m, bum, n_bum))
             continue;
-        }
         const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-        if (!rte_is_same_ether_addr(&eth->src_addr, &b->mac)) {
-            drop(w, rx_port, m, drop_reason::spoofed_mac);
-            continue;
-        }
-        const rte_be16_t type = eth->ether_type;
-        if (type == RTE_BE16(RTE_ETHER_TYPE_ARP)) {
-            if (!arp_from_container(w, *b, *seg, rx_port, m))
-                continue;   // answered or dropped; a unicast reply is forwarded below
-        } else if (type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
-            if (m->data_len < ipv4_min_frame) {
-                drop(w, rx_port, m, drop_reason::malformed);
-                continue;
-            }
-            const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
-            if (ip->src_addr != b->ip_be) {
-                drop(w, rx_port, m, drop_reason::spoofed_ip);
-                continue;
-            }
-            if (is_dns_query_to(m, ip, seg->gateway_be)) {
-                to_control(w, rx_port, m);   // the control thread answers names
-                continue;
-            }
-        } else {
-            // IPv6, VLAN tags and the rest: the overlay carries untagged IPv4 only, and
-            // anti-spoofing only knows the endpoint's IPv4 address.
-            drop(w, rx_port, m, drop_reason::unsupported_ethertype);
-            continue;
-        }
-        if (rte_pktmbuf_pkt_len(m) - eth_len > seg->mtu) {
-            drop(w, rx_port, m, drop_reason::mtu_exceeded);
-            continue;
-        }
-        if (rte_is_multicast_ether_addr(&eth->dst_addr)) {
-            bum[n_bum++] = m;
-            continue;
-        }
-        if (seg->gateway_be != 0 && rte_is_same_ether_addr(&eth->dst_addr, &seg->gateway_mac)) {
-            drop(w, rx_port, m, drop_reason::no_route);
-            continue;
-        }
         const vni_mac_key k = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
         keys[n_uni] = k;
         const hash_sig_t sig = vni_mac_key_hash(k);

@@ -1017,6 +1017,122 @@ TEST_F(dp_paths, decap_outer_fields_with_valid_checksums_are_judged_field_by_fie
     }
 }
 
+/// Where a frame from A (c1, vni_a) ended up: encapsulated to v1 only, flooded (c2,
+/// g_small and v1), handed to the control thread, or dropped for one reason.
+struct encap_outcome {
+    enum class kind { encap_v1, flood, control, dropped } what;
+    drop_reason reason = drop_reason::malformed;   // with dropped
+    bool operator==(const encap_outcome& o) const { return what == o.what && (what != kind::dropped || reason == o.reason); }
+};
+std::ostream& operator<<(std::ostream& os, const encap_outcome& o) {
+    static const char* names[] = {"encap to v1", "flood", "to the control thread", "dropped"};
+    os << names[static_cast<int>(o.what)];
+    if (o.what == encap_outcome::kind::dropped)
+        os << " (" << drop_reason_names[static_cast<size_t>(o.reason)] << ")";
+    return os;
+}
+
+/// Encap judges the common frame in one pass and everything else step by step: every
+/// single-bit flip of A's frame to R up to the end of its IPv4 header, and the frames
+/// to the gateway and at the MTU, must get the step-by-step verdict.
+TEST_F(dp_paths, encap_frame_checks_are_judged_field_by_field) {
+    using k = encap_outcome::kind;
+    auto outcome_of = [&](const bytes& f) -> encap_outcome {
+        std::array<uint64_t, drop_reason_count> before{};
+        for (size_t r = 0; r < drop_reason_count; r++)
+            before[r] = drops(static_cast<drop_reason>(r));
+        run1(g_c1.port_id, f);
+        const auto up = take(g_uplink.port_id);
+        const size_t c2 = take(g_c2.port_id).size(), small = take(g_small.port_id).size();
+        const unsigned exc = rte_ring_count(exc_);
+        void* m;
+        while (rte_ring_dequeue(exc_, &m) == 0)
+            rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+        std::vector<drop_reason> dropped;
+        for (size_t r = 0; r < drop_reason_count; r++)
+            for (uint64_t d = before[r]; d < drops(static_cast<drop_reason>(r)); d++)
+                dropped.push_back(static_cast<drop_reason>(r));
+        const bool to_v1 = up.size() == 1 && up[0].size() == f.size() + 50 &&
+                           std::equal(up[0].begin(), up[0].begin() + 6, v1_mac.addr_bytes) &&
+                           std::equal(up[0].begin() + 50, up[0].end(), f.begin());
+        if (!dropped.empty()) {
+            if (dropped.size() != 1 || !up.empty() || c2 + small + exc != 0)
+                ADD_FAILURE() << dropped.size() << " drops, and " << up.size() + c2 + small + exc << " frames out";
+            return {k::dropped, dropped[0]};
+        }
+        if (exc == 1 && up.empty() && c2 + small == 0)
+            return {k::control};
+        if (to_v1 && c2 == 0 && small == 0 && exc == 0)
+            return {k::encap_v1};
+        if (to_v1 && c2 == 1 && small == 1 && exc == 0)
+            return {k::flood};
+        ADD_FAILURE() << "unexpected: uplink " << up.size() << ", c2 " << c2 << ", small " << small << ", control " << exc;
+        return {k::dropped, drop_reason::malformed};
+    };
+    auto dropped = [](drop_reason r) { return encap_outcome{k::dropped, r}; };
+
+    const bytes good = udp_frame(r_mac, a_mac, a_ip, r_ip);
+    ASSERT_EQ(outcome_of(good), encap_outcome{k::encap_v1});
+    auto verdict_at = [&](size_t off, int bit) -> encap_outcome {
+        if (off < 6) {   // destination MAC (R: 02:42:0a:00:01:0a)
+            if (off == 5 && bit == 0)
+                return dropped(drop_reason::vtep_unresolved);   // R2, behind unresolved v2
+            if (off == 5 && bit == 3)
+                return dropped(drop_reason::hairpin);           // A itself
+            return {k::flood};   // multicast (byte 0 bit 0) or unknown unicast
+        }
+        if (off < 12)
+            return dropped(drop_reason::spoofed_mac);
+        if (off < 14)
+            return dropped(drop_reason::unsupported_ethertype);   // no single flip of 0800 is 0806
+        if (off >= 26 && off < 30)
+            return dropped(drop_reason::spoofed_ip);
+        return {k::encap_v1};   // the rest of the inner IPv4 header is the container's business
+    };
+    for (size_t off = 0; off < 34; off++) {
+        for (int bit = 0; bit < 8; bit++) {
+            SCOPED_TRACE("byte " + std::to_string(off) + " bit " + std::to_string(bit));
+            bytes f = good;
+            f[off] ^= static_cast<uint8_t>(1u << bit);
+            EXPECT_EQ(outcome_of(f), verdict_at(off, bit));
+        }
+    }
+
+    const size_t at_mtu = mtu - 28;   // IPv4 and UDP headers: 14 + mtu bytes in all
+    const struct {
+        const char* what;
+        bytes frame;
+        encap_outcome verdict;
+    } variants[] = {
+        {"DNS to the gateway", eth(gw_mac, a_mac, 0x0800, ipv4(a_ip, gw_ip, 17, udp(1234, 53, pattern(20)))),
+         {k::control}},
+        {"DNS to the gateway's address, R's MAC", eth(r_mac, a_mac, 0x0800, ipv4(a_ip, gw_ip, 17, udp(1234, 53, pattern(20)))),
+         {k::control}},
+        {"other UDP to the gateway", eth(gw_mac, a_mac, 0x0800, ipv4(a_ip, gw_ip, 17, udp(1234, 54, pattern(20)))),
+         dropped(drop_reason::no_route)},
+        {"the gateway's address, R's MAC", eth(r_mac, a_mac, 0x0800, ipv4(a_ip, gw_ip, 17, udp(1234, 54, pattern(20)))),
+         {k::encap_v1}},
+        {"to the gateway's MAC, off the subnet", udp_frame(gw_mac, a_mac, a_ip, ip4(8, 8, 8, 8)), dropped(drop_reason::no_route)},
+        {"exactly the MTU", udp_frame(r_mac, a_mac, a_ip, r_ip, at_mtu), {k::encap_v1}},
+        {"one byte over the MTU", udp_frame(r_mac, a_mac, a_ip, r_ip, at_mtu + 1), dropped(drop_reason::mtu_exceeded)},
+        {"broadcast", udp_frame(bcast, a_mac, a_ip, ip4(10, 0, 1, 255)), {k::flood}},
+        {"an Ethernet header only", bytes(good.begin(), good.begin() + 14), dropped(drop_reason::malformed)},
+    };
+    for (const auto& v : variants) {
+        SCOPED_TRACE(v.what);
+        EXPECT_EQ(outcome_of(v.frame), v.verdict);
+    }
+    // Broadcast and multicast are flooded without an endpoint lookup (a unicast to an
+    // unknown MAC is flooded after one).
+    auto lookups = [&] { return w_->stats.endpoint_cache_hits.get() + w_->stats.endpoint_cache_misses.get(); };
+    const uint64_t before = lookups();
+    EXPECT_EQ(outcome_of(udp_frame(bcast, a_mac, a_ip, ip4(10, 0, 1, 255))), encap_outcome{k::flood});
+    EXPECT_EQ(outcome_of(udp_frame(mac(0x01, 0, 0x5e, 0, 0, 1), a_mac, a_ip, ip4(239, 0, 0, 1))), encap_outcome{k::flood});
+    EXPECT_EQ(lookups(), before);
+    EXPECT_EQ(outcome_of(udp_frame(mac(2, 0x42, 9, 9, 9, 9), a_mac, a_ip, r_ip)), encap_outcome{k::flood});
+    EXPECT_EQ(lookups(), before + 1);
+}
+
 /// The outer IPv4 checksum: a NIC's verdict (RTE_MBUF_F_RX_IP_CKSUM_GOOD or _BAD) is
 /// trusted as it stands; without one, decap computes it.
 TEST_F(dp_paths, decap_trusts_the_nics_outer_checksum_verdict) {
