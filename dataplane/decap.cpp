@@ -202,7 +202,7 @@ void lookup_vteps(worker& w, const rte_be32_t* ips, uint16_t n, const vtep_entry
     uint16_t hint_at[max_burst];
     uint16_t n_miss = 0;
     for (uint16_t i = 0; i < n; i++) {
-        const uint16_t h = static_cast<uint16_t>((ips[i] * 0x9e3779b1u) >> 22) & (vtep_hint_entries - 1);
+        const uint16_t h = hint_index<vtep_hint_entries>(ips[i]);
         const uint16_t hint = w.vtep_hint[h];
         if (hint != 0) {
             // acquire; pairs with the release store in table_writer::publish()

@@ -7,6 +7,7 @@
 // end every packet in exactly one place: tx_enqueue(), drop() or the exception ring.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 
 #include <rte_ether.h>
@@ -59,11 +60,19 @@ struct network_tally {
 using encap_tally = network_tally<&network_counters::encap_packets, &network_counters::encap_bytes>;
 using decap_tally = network_tally<&network_counters::decap_packets, &network_counters::decap_bytes>;
 
+/// Index of a 32-bit key in a worker hint array of `Entries` (a power of two):
+/// multiplicative (Fibonacci) hashing, the top bits of key x 2^32/phi.
+template <uint16_t Entries>
+inline uint16_t hint_index(uint32_t key) noexcept {
+    static_assert(std::has_single_bit(Entries) && Entries > 1, "a power of two");
+    return static_cast<uint16_t>((key * 0x9e3779b1u) >> (32 - std::countr_zero(Entries)));
+}
+
 /// The network of `vni`, nullptr when there is none: the worker's hint checked against
 /// dp_tables::network_slots, else the networks table (and the hint refreshed). Valid
 /// until the worker's next quiescent report, like any value read from the tables.
 inline const segment* find_segment(worker& w, uint32_t vni) noexcept {
-    uint16_t& hint = w.network_hint[(vni * 0x9e3779b1u) >> 24 & (network_hint_entries - 1)];
+    uint16_t& hint = w.network_hint[hint_index<network_hint_entries>(vni)];
     if (hint != 0) {
         // acquire; pairs with the release store in table_writer::publish()
         const segment* s = w.tables->network_slots[hint - 1].load(std::memory_order_acquire);
