@@ -294,7 +294,7 @@ const char* usage() {
            "  --bum-rate N        frames per second a worker may send for broadcast/unknown\n"
            "                      traffic from containers, copies included (default 200000; 0: no limit)\n"
            "  --no-endpoint-cache workers look every encap destination up in the endpoints\n"
-           "                      table instead of their 8192-entry cache first\n"
+           "                      table instead of their 65536-entry cache first\n"
            "  --log-level LEVEL   error, warning, notice, info (default) or debug: overpassd's\n"
            "                      messages and DPDK's (-- --log-level=pmd.net.tap:debug for one DPDK type)\n"
            "  --metrics ADDR:PORT Prometheus /metrics listener, IPv4 (default 127.0.0.1:9417; off: none)\n"

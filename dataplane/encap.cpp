@@ -29,6 +29,7 @@ namespace {
 
 constexpr uint16_t ipv4_min_frame = eth_len + sizeof(rte_ipv4_hdr);
 constexpr uint16_t vxlan_src_port_base = 49152;   // RFC 7348: 49152-65535 recommended
+constexpr uint64_t mac_bits = 0xffffffffffffULL;   // a MAC's 6 bytes in a little-endian 8-byte load
 
 /// 8 and 4 bytes at `p` (packet memory, any alignment).
 inline uint64_t load_u64(const void* p) noexcept {
@@ -198,47 +199,57 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
     return udp->dst_port == RTE_BE16(53);
 }
 
-/// The endpoint cache's set for a key's hash.
-endpoint_cache::set& cache_set(worker& w, hash_sig_t sig) noexcept {
-    return w.ep_cache.set_of[sig & (endpoint_cache::sets - 1)];
+/// The endpoint cache's key of a frame's destination in the network with stats slot
+/// `slot`: its destination MAC (the frame's first 6 bytes) and the slot above them.
+/// The slot stands for the VNI: it names one network until the network is removed,
+/// which deletes its endpoints, and every delete ends the cache's generation.
+uint64_t cache_key(const rte_mbuf* m, uint16_t slot) noexcept {
+    return (load_u64(rte_pktmbuf_mtod(m, const void*)) & mac_bits) | uint64_t{slot} << 48;
 }
 
-bool cache_matches(const endpoint_cache::entry& e, const uint64_t (&k)[2], uint64_t gen) noexcept {
-    return ((e.key[0] ^ k[0]) | (e.key[1] ^ k[1]) | (e.gen ^ gen)) == 0;
+/// The endpoint cache's set for a key.
+endpoint_cache::set& cache_set(worker& w, uint64_t key) noexcept {
+    return w.ep_cache.set_of[rte_hash_crc_8byte(key, 0) & (endpoint_cache::sets - 1)];
 }
 
-/// The cached value of `key` under generation `gen`, if any.
-bool cache_lookup(worker& w, const vni_mac_key& key, hash_sig_t sig, uint64_t gen, void*& data) noexcept {
-    uint64_t k[2];
-    std::memcpy(k, &key, sizeof(k));
-    const endpoint_cache::set& s = cache_set(w, sig);
+/// An entry's generation bits against `gen_tag` (generation << value_bits).
+bool cache_current(const endpoint_cache::entry& e, uint64_t gen_tag) noexcept {
+    return (e.tagged & ~endpoint_cache::value_mask) == gen_tag;
+}
+
+/// The value cached for `key` under the generation `gen_tag`, if any.
+bool cache_lookup(const endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, void*& data) noexcept {
     for (const endpoint_cache::entry& e : s.way) {
-        if (cache_matches(e, k, gen)) {
-            data = reinterpret_cast<void*>(e.value);
+        if (((e.key ^ key) | ((e.tagged & ~endpoint_cache::value_mask) ^ gen_tag)) == 0) {
+            data = reinterpret_cast<void*>(e.tagged & endpoint_cache::value_mask);
             return true;
         }
     }
     return false;
 }
 
-/// Caches what rte_hash answered for `key` during generation `gen`, into a way that
-/// holds nothing current if there is one. In a full set the new entry replaces way 1
-/// and way 0 stays, except on one insert in 32 (bimodal insertion): destinations
-/// cycling through more keys than a set holds keep half of the cache hitting instead
-/// of evicting each other in turn, and way 0 still ages.
-void cache_insert(worker& w, const vni_mac_key& key, hash_sig_t sig, uint64_t gen, const void* data) noexcept {
-    uint64_t k[2];
-    std::memcpy(k, &key, sizeof(k));
-    endpoint_cache::set& s = cache_set(w, sig);
-    if (cache_matches(s.way[0], k, gen) || cache_matches(s.way[1], k, gen))
-        return;   // the same key twice in one burst
-    const endpoint_cache::entry e{{k[0], k[1]}, reinterpret_cast<uintptr_t>(data), gen};
-    if (s.way[0].gen != gen)
-        s.way[0] = e;
-    else if (s.way[1].gen != gen || (++w.ep_cache.full_inserts & 31) != 0)
-        s.way[1] = e;
-    else
-        s.way[0] = e;
+/// Caches what rte_hash answered for `key` under `gen_tag`, into a way that holds
+/// nothing current if there is one. In a full set the new entry replaces ways 1-3 in
+/// turn and way 0 stays, except on one insert in 32 (bimodal insertion): destinations
+/// cycling through more keys than a set holds keep a quarter of it hitting instead of
+/// evicting each other in turn, and way 0 still ages.
+void cache_insert(worker& w, endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, const void* data) noexcept {
+    constexpr uint32_t ways = endpoint_cache::ways;
+    uint32_t victim = ways;
+    for (uint32_t i = 0; i < ways; i++) {
+        const endpoint_cache::entry& e = s.way[i];
+        if (!cache_current(e, gen_tag)) {
+            if (victim == ways)
+                victim = i;
+        } else if (e.key == key) {
+            return;   // the same key twice in one burst
+        }
+    }
+    if (victim == ways) {
+        const uint32_t n = ++w.ep_cache.full_inserts;
+        victim = (n & 31) == 0 ? 0 : 1 + n % (ways - 1);
+    }
+    s.way[victim] = {key, gen_tag | (reinterpret_cast<uintptr_t>(data) & endpoint_cache::value_mask)};
 }
 
 /// Whether this burst uses the endpoint cache. While it answers less than half of the
@@ -270,29 +281,32 @@ void cache_account(worker& w, uint32_t lookups, uint32_t hits) noexcept {
         c.skip_bursts = endpoint_cache::skip_when_missing;
 }
 
-/// Known unicast of one burst: endpoints from the worker's cache, the misses from
-/// rte_hash in bulk; a remote endpoint's value names its VTEP's slot, so the VTEP is an
-/// array load, not a second hash lookup. Unknown unicast is appended to `bum` for
-/// flooding.
+/// Known unicast of one burst: endpoints from the worker's cache (`ckeys` and `csets`
+/// when `cached`), the misses from rte_hash in bulk; a remote endpoint's value names its
+/// VTEP's slot, so the VTEP is an array load, not a second hash lookup. Unknown unicast
+/// is appended to `bum` for flooding.
 void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
-                   const vni_mac_key* keys, const hash_sig_t* sigs, uint16_t n_uni, bool cached, rte_mbuf** bum,
-                   uint16_t& n_bum, encap_tally& tally) noexcept {
+                   const uint64_t* ckeys, endpoint_cache::set* const* csets, uint16_t n_uni, bool cached,
+                   rte_mbuf** bum, uint16_t& n_bum, encap_tally& tally) noexcept {
     // acquire; pairs with the release bump in table_writer::endpoints_changed(): entries
     // cached under this generation are what a lookup now would answer.
-    const uint64_t gen = w.tables->endpoints_gen.load(std::memory_order_acquire);
+    const uint64_t gen_tag = w.tables->endpoints_gen.load(std::memory_order_acquire) << endpoint_cache::value_bits;
     void* data[max_burst];
     uint64_t hits = 0;
+    vni_mac_key keys[max_burst];
     const void* miss_keys[max_burst];
     hash_sig_t miss_sigs[max_burst];
     uint8_t miss_at[max_burst];
     uint16_t n_miss = 0;
     for (uint16_t i = 0; i < n_uni; i++) {
-        if (cached && cache_lookup(w, keys[i], sigs[i], gen, data[i])) {
+        if (cached && cache_lookup(*csets[i], ckeys[i], gen_tag, data[i])) {
             hits |= uint64_t{1} << i;
             continue;
         }
-        miss_keys[n_miss] = &keys[i];
-        miss_sigs[n_miss] = sigs[i];
+        const auto* eth = rte_pktmbuf_mtod(uni[i], const rte_ether_hdr*);
+        keys[n_miss] = make_vni_mac_key(seg.vni_wire, eth->dst_addr);
+        miss_keys[n_miss] = &keys[n_miss];
+        miss_sigs[n_miss] = vni_mac_key_hash(keys[n_miss]);
         miss_at[n_miss++] = static_cast<uint8_t>(i);
     }
     if (cached) {
@@ -314,7 +328,7 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
             data[i] = miss_data[j];
             hits |= uint64_t{1} << i;
             if (cached)
-                cache_insert(w, keys[i], sigs[i], gen, miss_data[j]);
+                cache_insert(w, *csets[i], ckeys[i], gen_tag, miss_data[j]);
         }
     }
 
@@ -369,7 +383,6 @@ bool plain_unicast(const rte_mbuf* m, const frame_expect& ex) noexcept {
         return false;
     const auto* p = rte_pktmbuf_mtod(m, const uint8_t*);
     const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(p + eth_len);
-    constexpr uint64_t mac_bits = 0xffffffffffffULL;
     const uint64_t dst = load_u64(p);
     const uint64_t diff = (load_u64(p + 6) ^ ex.src_type) | (ip->src_addr ^ ex.ip_be);
     const bool other = (dst & 1) != 0 ||                      // broadcast, multicast
@@ -447,8 +460,8 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
 
     const bool probe = cache_probing(w);
     rte_mbuf* uni[max_burst];
-    vni_mac_key keys[max_burst];
-    hash_sig_t sigs[max_burst];
+    uint64_t ckeys[max_burst];
+    endpoint_cache::set* csets[max_burst];
     uint16_t n_uni = 0;
     rte_mbuf* bum[max_burst];
     uint16_t n_bum = 0;
@@ -460,19 +473,17 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         rte_mbuf* m = pkts[i];
         if (!plain_unicast(m, ex) && !screen_frame(w, *b, *seg, rx_port, m, bum, n_bum))
             continue;
-        const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-        const vni_mac_key k = make_vni_mac_key(seg->vni_wire, eth->dst_addr);
-        keys[n_uni] = k;
-        const hash_sig_t sig = vni_mac_key_hash(k);
-        if (probe)
-            rte_prefetch0(&cache_set(w, sig));   // probed after the parse loop
-        sigs[n_uni] = sig;
+        if (probe) {
+            ckeys[n_uni] = cache_key(m, seg->stats_slot);
+            csets[n_uni] = &cache_set(w, ckeys[n_uni]);
+            rte_prefetch0(csets[n_uni]);   // probed after the parse loop
+        }
         uni[n_uni++] = m;
     }
 
     encap_tally tally;
     if (n_uni != 0)
-        unicast_burst(w, cfg, rx_port, *seg, uni, keys, sigs, n_uni, probe, bum, n_bum, tally);
+        unicast_burst(w, cfg, rx_port, *seg, uni, ckeys, csets, n_uni, probe, bum, n_bum, tally);
 
     flood_vteps fv;
     for (uint16_t i = 0; i < n_bum; i++)

@@ -568,6 +568,10 @@ int table_writer_impl::remove_network(uint32_t vni) noexcept {
     for (rte_be32_t ip : vteps)
         remove_vtep_if_unused(ip);
     const uint16_t slot = it->second.slot;
+    // The workers' endpoint caches key entries by network slot, not VNI. Deleting the
+    // network's endpoints above ended the generation of every entry cached for it; this
+    // bump does not depend on that, and comes before the slot can name another network.
+    endpoints_changed();
     // Unpublished from both places; the hash's defer queue frees the segment after a
     // grace period.
     t_.network_slots[slot].store(nullptr, std::memory_order_release);

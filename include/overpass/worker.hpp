@@ -43,26 +43,35 @@ struct rxq_ref {
     uint16_t queue;
 };
 
-/// A worker's exact-match cache of endpoint lookups: (VNI, MAC) -> the endpoints
-/// table's value, in front of rte_hash for encap. A set is one cache line of two
-/// entries, indexed by the key's hash (the one rte_hash uses); a hit costs one line and
-/// a compare of three words (two of key, the generation) per way instead of a bucket
-/// walk. Entries carry the table generation (dp_tables::endpoints_gen) they were cached
-/// in and count only while it is current, so a delete or an overwrite anywhere
-/// invalidates every cached entry at once (cheap and safe; under heavy churn the cache
-/// misses and rte_hash answers). Only hits of the table are cached: unknown unicast
-/// always misses. No promotion on a hit (no store on the hit path); replacement is
-/// bimodal (cache_insert() in encap.cpp). 8192 entries (OVS's EMC size), 256 KiB per
-/// worker.
+/// A worker's exact-match cache of endpoint lookups: (network, MAC) -> the endpoints
+/// table's value, in front of rte_hash for encap. An entry is two words: the key (the
+/// destination MAC in bits 0-47, the network's stats slot above it) and the value's
+/// routing bits (endpoint_value bits 0-17: location and port or VTEP slot) under the
+/// table generation (dp_tables::endpoints_gen) it was cached in. A set is one cache
+/// line of four entries, indexed by a hash of the key; a hit costs one line, prefetched
+/// while the burst is parsed, and two compares per way instead of a bucket walk and a
+/// key-store line. An entry counts only while its generation is current, so a delete or
+/// an overwrite anywhere invalidates every cached entry at once (cheap and safe; under
+/// heavy churn the cache misses and rte_hash answers). Only hits of the table are
+/// cached: unknown unicast always misses. No promotion on a hit (no store on the hit
+/// path); replacement is bimodal (cache_insert() in encap.cpp).
+/// 65,536 entries, 1 MiB per worker: bigger than an L2, which the probe does not need
+/// (the set is prefetched a burst ahead of its use), and enough for tens of thousands of
+/// active destinations per worker, where an 8192-entry cache like OVS's EMC thrashes
+/// (OVS puts its 1M-entry signature match cache behind the EMC for the same reason).
 struct endpoint_cache {
-    static constexpr uint32_t sets = 4096;   ///< power of two
+    static constexpr uint32_t sets = 16384;   ///< power of two
+    static constexpr uint32_t ways = 4;
+    /// endpoint_value::to_data() bits a worker uses (where, index); the generation
+    /// takes the 46 bits above them (it would wrap after 7e13 table changes).
+    static constexpr unsigned value_bits = 18;
+    static constexpr uint64_t value_mask = (uint64_t{1} << value_bits) - 1;
     struct entry {
-        uint64_t key[2];   ///< the vni_mac_key's two words
-        uint64_t value;    ///< endpoint_value::to_data()
-        uint64_t gen;      ///< dp_tables::endpoints_gen when cached; 0: empty
+        uint64_t key;      ///< destination MAC (bits 0-47) | network stats slot << 48
+        uint64_t tagged;   ///< generation << value_bits | value; generation 0: empty
     };
     struct alignas(RTE_CACHE_LINE_SIZE) set {
-        entry way[2];
+        entry way[ways];
     };
     /// Lookups of probing bursts per decision, and the bursts that skip the cache after
     /// each probing one while it answers less than half (cache_probing() in encap.cpp).
@@ -75,7 +84,8 @@ struct endpoint_cache {
     uint32_t skip_bursts;      ///< bursts left that skip the cache
     bool missing;              ///< the last window's hits were under half: probe 1 burst in 16
 };
-static_assert(sizeof(endpoint_cache::entry) * 2 <= RTE_CACHE_LINE_SIZE, "a set fits one cache line");
+static_assert(sizeof(endpoint_cache::set) == RTE_CACHE_LINE_SIZE, "a set is one cache line");
+static_assert(max_network_slots <= 1u << 16, "a network slot fits the key's upper 16 bits");
 
 /// Per-port TX buffer of one worker.
 struct tx_buffer {

@@ -413,6 +413,50 @@ TEST_F(dp_paths, encap_cache_follows_moves_and_removals) {
     EXPECT_EQ(total_drops(), 0u);
 }
 
+// The endpoint cache keys by network slot and MAC: one MAC in two networks is two
+// endpoints, and a cached answer for one must never serve the other. After the network
+// is removed and its slot taken by another one, nothing cached for it answers either.
+TEST_F(dp_paths, encap_cache_keeps_networks_apart) {
+    const auto& st = w_->stats;
+    const rte_ether_addr x_mac = mac(0x02, 0x42, 10, 0, 1, 30);
+    const rte_be32_t x_ip = ip4(10, 0, 1, 30);
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_a, x_ip, x_mac, v1_ip), 0);
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_b, x_ip, x_mac, v3_ip), 0);
+    const bytes a_to_x = udp_frame(x_mac, a_mac, a_ip, x_ip);   // from A on c1 (vni_a)
+    const bytes c_to_x = udp_frame(x_mac, a_mac, a_ip, x_ip);   // from C on c3 (vni_b)
+    const uint64_t hits0 = st.endpoint_cache_hits.get();
+    for (int i = 0; i < 2; i++) {
+        SCOPED_TRACE(i);
+        run1(g_c1.port_id, a_to_x);
+        auto out = take(g_uplink.port_id);
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_EQ(hex(out[0]), hex(expected_encap(a_to_x, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
+        run1(g_c3.port_id, c_to_x);
+        out = take(g_uplink.port_id);
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_EQ(hex(out[0]), hex(expected_encap(c_to_x, sport_of(out[0]), vni_b, v3_ip, v3_mac)));
+    }
+    EXPECT_EQ(st.endpoint_cache_hits.get(), hits0 + 2) << "the second round is answered by the cache";
+
+    // vni_b goes; vni_c takes its slot, with port c3 and X behind v1.
+    const int old_slot = tw_->network_slot(vni_b);
+    ASSERT_EQ(tw_->remove_network(vni_b), 0);
+    tw_->synchronize();
+    constexpr uint32_t vni_c = 300;
+    ASSERT_EQ(tw_->upsert_network({vni_c, mtu, ip4(10, 0, 1, 0), ip4(255, 255, 255, 0), gw_ip}), 0);
+    ASSERT_EQ(tw_->network_slot(vni_c), old_slot) << "the test needs the slot to be reused";
+    ASSERT_EQ(tw_->upsert_local_endpoint(vni_c, a_ip, a_mac, g_c3.port_id), 0);
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_c, x_ip, x_mac, v1_ip), 0);
+    for (int i = 0; i < 2; i++) {
+        SCOPED_TRACE(i);
+        run1(g_c3.port_id, c_to_x);
+        const auto out = take(g_uplink.port_id);
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_EQ(hex(out[0]), hex(expected_encap(c_to_x, sport_of(out[0]), vni_c, v1_ip, v1_mac)));
+    }
+    EXPECT_EQ(total_drops(), 0u);
+}
+
 // A cache that answers less than half of a window of lookups is probed by one burst in
 // 16 only; the bursts in between go to the table directly (and count as misses).
 TEST_F(dp_paths, encap_cache_steps_aside_while_it_misses) {
