@@ -544,6 +544,12 @@ int table_writer_impl::upsert_network(const network_spec& net) noexcept {
     const int slot = take_slot(network_slots_);
     if (slot < 0)
         return slot;
+    // The workers' endpoint caches key entries by network slot, not VNI. A burst that
+    // still held the slot's previous network may have cached an entry under the slot
+    // with the generation of its time, even after that network was removed (its VNI
+    // can come back in another slot, and the table answers by VNI). Ending the
+    // generation before the slot names this network makes every such entry stale.
+    endpoints_changed();
     net_shadow n{net, static_cast<uint16_t>(slot), {}, {}};
     if (int rc = publish_segment(n); rc < 0) {
         network_slots_.give(static_cast<uint16_t>(slot));
@@ -568,10 +574,6 @@ int table_writer_impl::remove_network(uint32_t vni) noexcept {
     for (rte_be32_t ip : vteps)
         remove_vtep_if_unused(ip);
     const uint16_t slot = it->second.slot;
-    // The workers' endpoint caches key entries by network slot, not VNI. Deleting the
-    // network's endpoints above ended the generation of every entry cached for it; this
-    // bump does not depend on that, and comes before the slot can name another network.
-    endpoints_changed();
     // Unpublished from both places; the hash's defer queue frees the segment after a
     // grace period.
     t_.network_slots[slot].store(nullptr, std::memory_order_release);

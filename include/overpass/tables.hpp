@@ -196,7 +196,8 @@ struct dp_tables {
     std::atomic<const config_snapshot*> config{nullptr};
     rte_rcu_qsbr* qsbr = nullptr;    ///< one QSBR variable; thread id = lcore id
     /// Generation of the endpoints table: control bumps it (release) after deleting an
-    /// endpoint or overwriting its value; adding one needs no bump, since the workers'
+    /// endpoint or overwriting its value, and before giving a network slot to a network
+    /// (the caches key by slot); adding an endpoint needs no bump, since the workers'
     /// endpoint caches (worker::ep_cache) hold hits only. A worker acquire-loads it once
     /// per burst and trusts a cached endpoint only under the generation it was cached in.
     /// Starts at 1, so a zeroed cache entry (generation 0) is empty. Last and on a line

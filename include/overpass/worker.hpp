@@ -56,7 +56,8 @@ struct rxq_ref {
 /// cached: unknown unicast always misses. No promotion on a hit (no store on the hit
 /// path); replacement is bimodal (cache_insert() in encap.cpp).
 /// 65,536 entries, 1 MiB per worker: bigger than an L2, which the probe does not need
-/// (the set is prefetched a burst ahead of its use), and enough for tens of thousands of
+/// (each set is prefetched while the burst is parsed, and probed after the whole burst
+/// has been parsed), and enough for tens of thousands of
 /// active destinations per worker, where an 8192-entry cache like OVS's EMC thrashes
 /// (OVS puts its 1M-entry signature match cache behind the EMC for the same reason).
 struct endpoint_cache {

@@ -212,9 +212,9 @@ private:
 TEST(table_writer, endpoints_generation_moves_with_every_change_of_an_endpoint) {
     auto tw = make_writer("tw_gen", 64);
     ASSERT_NE(tw, nullptr);
-    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
     const auto gen = [&] { return tw->tables().endpoints_gen.load(std::memory_order_relaxed); };
     EXPECT_EQ(gen(), 1u) << "starts at 1: a zeroed cache entry (generation 0) is empty";
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
     const rte_ether_addr m = nth_mac(7);
 
     uint64_t g = gen();
@@ -238,12 +238,14 @@ TEST(table_writer, endpoints_generation_moves_with_every_change_of_an_endpoint) 
     ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(9), nth_mac(9), vtep_a), 0);
     ASSERT_EQ(tw->remove_network(vni), 0);
     EXPECT_GT(gen(), g) << "its network removed";
-    // The workers' endpoint caches key by network slot: even a network without
-    // endpoints ends the generation when it goes, before its slot can be reused.
-    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    // The workers' endpoint caches key by network slot: a network given a slot ends
+    // the generation, whatever was cached under the slot before.
     g = gen();
-    ASSERT_EQ(tw->remove_network(vni), 0);
-    EXPECT_GT(gen(), g) << "an empty network removed";
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    EXPECT_GT(gen(), g) << "a network took a slot";
+    g = gen();
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    EXPECT_EQ(gen(), g) << "the same network again (same slot)";
 }
 
 TEST(table_writer, more_deletes_than_the_defer_queue_holds_lose_no_slot) {
