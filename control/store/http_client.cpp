@@ -219,25 +219,38 @@ asio::awaitable<std::unique_ptr<http_connection>> http_client::connect() {
     if (!not_ip) {
         endpoints.emplace_back(literal, port_);
     } else {
-        // Name resolution does not honour the tcp_stream deadline: a timer cancels it.
-        auto resolver = std::make_shared<tcp::resolver>(io_);
-        auto timed_out = std::make_shared<bool>(false);
-        asio::steady_timer guard(io_);
-        guard.expires_after(request_timeout_);
-        guard.async_wait([resolver, timed_out](const boost::system::error_code& e) {
-            if (!e) {
-                *timed_out = true;
-                resolver->cancel();
-            }
-        });
-        const tcp::resolver::results_type results = co_await resolver->async_resolve(
-            host_, std::to_string(port_), asio::redirect_error(asio::use_awaitable, ec));
-        guard.cancel();
-        if (*timed_out)
+        // Name resolution honours neither the tcp_stream deadline nor cancel() once it
+        // has started: asio runs getaddrinfo to its end on a thread of its own, which
+        // takes the resolver's own timeout (seconds per attempt) when the DNS server
+        // does not answer. So the request waits on a timer instead, which the resolve's
+        // completion cancels; a resolve that outlives the deadline finishes on its own,
+        // its state shared with its handler, not with this frame.
+        struct pending_resolve {
+            explicit pending_resolve(asio::io_context& io) : resolver(io), deadline(io) {}
+            tcp::resolver resolver;
+            asio::steady_timer deadline;
+            tcp::resolver::results_type results;
+            beast::error_code ec;
+            bool done = false;
+        };
+        auto pr = std::make_shared<pending_resolve>(io_);
+        pr->deadline.expires_after(request_timeout_);
+        pr->resolver.async_resolve(host_, std::to_string(port_),
+                                   [pr](const beast::error_code& e, tcp::resolver::results_type r) {
+                                       pr->ec = e;
+                                       pr->results = std::move(r);
+                                       pr->done = true;
+                                       pr->deadline.cancel();
+                                   });
+        beast::error_code waited;
+        co_await pr->deadline.async_wait(asio::redirect_error(asio::use_awaitable, waited));
+        if (!pr->done) {
+            pr->resolver.cancel();   // spares getaddrinfo if it has not started yet
             throw transport_error("resolve", beast::error::timeout);
-        if (ec)
-            throw transport_error("resolve", ec);
-        for (const auto& r : results)
+        }
+        if (pr->ec)
+            throw transport_error("resolve", pr->ec);
+        for (const auto& r : pr->results)
             endpoints.push_back(r.endpoint());
     }
     auto conn = std::make_unique<http_connection>(io_);

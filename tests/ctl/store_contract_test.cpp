@@ -1711,3 +1711,34 @@ TEST_F(consul_tls, handshake_is_bounded_by_the_request_timeout) {
 }
 
 } // namespace
+
+// ---------------------------------------------------------------- a DNS server that does not answer
+
+namespace {
+
+// A store named by a host name whose DNS server never answers: the request must fail
+// within its own timeout, not the resolver's (getaddrinfo, which asio runs on a thread
+// of its own, cannot be interrupted once it has started). Needs such a resolver:
+// tests/ctl/slow_resolver.sh runs this binary in private mount and network namespaces
+// whose resolv.conf names a server behind a dummy interface, with OVP_SLOW_RESOLVER=1;
+// anywhere else the test is skipped.
+TEST(slow_resolver, a_name_without_an_answer_fails_within_the_request_timeout) {
+    if (std::getenv("OVP_SLOW_RESOLVER") == nullptr)
+        GTEST_SKIP() << "run by tests/ctl/slow_resolver.sh";
+    asio::io_context io;
+    consul_store_options o;
+    o.request_timeout = 300ms;
+    consul_store s(io, "store.overpass.test", 8500, "", o);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::string msg;
+    try {
+        run(io, s.list("a/"), 10s);
+        ADD_FAILURE() << "list succeeded";
+    } catch (const store_error& e) {
+        msg = e.what();
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "the resolver's own timeout is 3 s";
+    EXPECT_NE(msg.find("no answer within 300 ms (resolve)"), std::string::npos) << msg;
+}
+
+} // namespace
