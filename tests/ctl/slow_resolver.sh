@@ -11,6 +11,7 @@
 set -euo pipefail
 bin=$1
 command -v unshare >/dev/null || { echo "slow_resolver.sh: unshare (util-linux) is missing" >&2; exit 1; }
+[[ -e /etc/resolv.conf ]] || { echo "slow_resolver.sh: no /etc/resolv.conf to mount over" >&2; exit 1; }
 dir=$(mktemp -d "${TMPDIR:-/tmp}/slow_resolver.$$.XXXXXX")
 trap 'rm -rf "$dir"' EXIT
 printf 'nameserver 198.18.53.53\noptions timeout:3 attempts:1\n' >"$dir/resolv.conf"
