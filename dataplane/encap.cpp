@@ -201,8 +201,8 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
 
 /// The endpoint cache's key of a frame's destination in the network with stats slot
 /// `slot`: its destination MAC (the frame's first 6 bytes) and the slot above them.
-/// The slot stands for the VNI: it names one network until the network is removed,
-/// which deletes its endpoints, and every delete ends the cache's generation.
+/// The slot stands for the VNI: the writer ends the cache's generation whenever it gives
+/// a slot to a network (table_writer's upsert_network(); docs/tables-and-rcu.md).
 uint64_t cache_key(const rte_mbuf* m, uint16_t slot) noexcept {
     return (load_u64(rte_pktmbuf_mtod(m, const void*)) & mac_bits) | uint64_t{slot} << 48;
 }

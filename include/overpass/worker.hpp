@@ -57,9 +57,9 @@ struct rxq_ref {
 /// path); replacement is bimodal (cache_insert() in encap.cpp).
 /// 65,536 entries, 1 MiB per worker: bigger than an L2, which the probe does not need
 /// (each set is prefetched while the burst is parsed, and probed after the whole burst
-/// has been parsed), and enough for tens of thousands of
-/// active destinations per worker, where an 8192-entry cache like OVS's EMC thrashes
-/// (OVS puts its 1M-entry signature match cache behind the EMC for the same reason).
+/// has been parsed), and enough for tens of thousands of active destinations per
+/// worker, where an 8192-entry cache like OVS's EMC thrashes (OVS puts its 1M-entry
+/// signature match cache behind the EMC for the same reason).
 struct endpoint_cache {
     static constexpr uint32_t sets = 16384;   ///< power of two
     static constexpr uint32_t ways = 4;
