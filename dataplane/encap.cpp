@@ -220,7 +220,7 @@ bool cache_current(const endpoint_cache::entry& e, uint64_t gen_tag) noexcept {
 /// The value cached for `key` under the generation `gen_tag`, if any.
 bool cache_lookup(const endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, void*& data) noexcept {
     for (const endpoint_cache::entry& e : s.way) {
-        if (((e.key ^ key) | ((e.tagged & ~endpoint_cache::value_mask) ^ gen_tag)) == 0) {
+        if (e.key == key && cache_current(e, gen_tag)) {
             data = reinterpret_cast<void*>(e.tagged & endpoint_cache::value_mask);
             return true;
         }
