@@ -231,15 +231,15 @@ void lookup_vteps(worker& w, const rte_be32_t* ips, uint16_t n, const vtep_entry
     }
 }
 
-/// The container port of local endpoint `k` (table hash `sig`) if the worker's hint for
-/// it holds, else RTE_MAX_ETHPORTS.
-uint16_t local_port_hint(const worker& w, const vni_mac_key& k, hash_sig_t sig) noexcept {
-    const uint16_t hint = w.local_hint[sig & (local_hint_entries - 1)];
+/// The container port of local endpoint `key` (endpoint_key(), table hash `hash`) if
+/// the worker's hint for it holds, else RTE_MAX_ETHPORTS.
+uint16_t local_port_hint(const worker& w, uint64_t key, uint32_t hash) noexcept {
+    const uint16_t hint = w.local_hint[hash & (local_hint_entries - 1)];
     if (hint == 0)
         return RTE_MAX_ETHPORTS;
     // acquire; pairs with the release exchange in table_writer (port binding publish)
     const port_binding* b = w.tables->ports[hint - 1].load(std::memory_order_acquire);
-    if (b == nullptr || b->vni_wire != k.vni_wire || !rte_is_same_ether_addr(&b->mac, &k.mac))
+    if (b == nullptr || b->endpoint_key != key)
         return RTE_MAX_ETHPORTS;
     return hint - 1;
 }
@@ -276,15 +276,14 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
 
     // Stage 2: sender VTEP (hints, then in bulk) and network (once per run of a VNI: a
     // burst from the uplink usually carries one).
-    const void* keys[max_burst];
     const vtep_entry* vteps[max_burst];
     lookup_vteps(w, src_ip, n_vx, vteps);
 
     const uint64_t now = rte_rdtsc();
     decap_tally tally;
     rte_mbuf* uni[max_burst];
-    vni_mac_key ep_keys[max_burst];
-    hash_sig_t ep_sigs[max_burst];
+    uint64_t ep_keys[max_burst];
+    uint32_t ep_hashes[max_burst];
     uint16_t n_uni = 0;
     uint32_t run_vni = UINT32_MAX;   // no VNI: they have 24 bits
     const segment* seg = nullptr;
@@ -316,9 +315,8 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
             flood_from_underlay(w, uplink, m, *seg);
             continue;
         }
-        const vni_mac_key k = make_vni_mac_key(seg->vni_wire, inner->dst_addr);
-        ep_keys[n_uni] = k;
-        ep_sigs[n_uni] = vni_mac_key_hash(k);
+        ep_keys[n_uni] = endpoint_key(seg->stats_slot, inner->dst_addr);
+        ep_hashes[n_uni] = endpoint_hash(ep_keys[n_uni]);
         uni[n_uni++] = m;
     }
     tally.flush(w);
@@ -326,35 +324,28 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
         return;
 
     // Stage 3: inner destination, only local endpoints of that VNI qualify: the worker's
-    // hint checked against the port binding, a bulk lookup for the rest.
+    // hint checked against the port binding, the endpoints table for the rest (their
+    // buckets prefetched first).
     uint16_t miss[max_burst];
     uint16_t n_miss = 0;
     for (uint16_t i = 0; i < n_uni; i++) {
-        const uint16_t port = local_port_hint(w, ep_keys[i], ep_sigs[i]);
-        if (port != RTE_MAX_ETHPORTS)
+        const uint16_t port = local_port_hint(w, ep_keys[i], ep_hashes[i]);
+        if (port != RTE_MAX_ETHPORTS) {
             tx_enqueue(w, port, uni[i]);
-        else
-            miss[n_miss++] = i;
+            continue;
+        }
+        endpoint_prefetch(w.tables->endpoints, ep_hashes[i]);
+        miss[n_miss++] = i;
     }
-    if (n_miss == 0)
-        return;
-    void* ep_data[max_burst];
-    hash_sig_t miss_sigs[max_burst];
-    uint64_t ep_hits = 0;
-    for (uint16_t k = 0; k < n_miss; k++) {
-        keys[k] = &ep_keys[miss[k]];
-        miss_sigs[k] = ep_sigs[miss[k]];
-    }
-    rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, keys, miss_sigs, n_miss, &ep_hits, ep_data);
     for (uint16_t k = 0; k < n_miss; k++) {
         const uint16_t i = miss[k];
-        const bool hit = (ep_hits >> k) & 1;
-        const endpoint_value ep = endpoint_value::from_data(hit ? ep_data[k] : nullptr);
-        if (!ep.is_local()) {   // unknown, or not on this host
+        const uint32_t value = endpoint_lookup(w.tables->endpoints, ep_keys[i], ep_hashes[i]);
+        const endpoint_value ep = endpoint_value::from_word(value);
+        if (value == 0 || !ep.is_local()) {   // unknown, or not on this host
             drop(w, uplink, uni[i], drop_reason::unknown_dst);
             continue;
         }
-        w.local_hint[ep_sigs[i] & (local_hint_entries - 1)] = static_cast<uint16_t>(ep.index + 1);
+        w.local_hint[ep_hashes[i] & (local_hint_entries - 1)] = static_cast<uint16_t>(ep.index + 1);
         tx_enqueue(w, ep.index, uni[i]);
     }
 }

@@ -199,17 +199,18 @@ bool is_dns_query_to(const rte_mbuf* m, const rte_ipv4_hdr* ip, rte_be32_t resol
     return udp->dst_port == RTE_BE16(53);
 }
 
-/// The endpoint cache's key of a frame's destination in the network with stats slot
-/// `slot`: its destination MAC (the frame's first 6 bytes) and the slot above them.
-/// The slot stands for the VNI: the writer ends the cache's generation whenever it gives
-/// a slot to a network (table_writer's upsert_network(); docs/tables-and-rcu.md).
-uint64_t cache_key(const rte_mbuf* m, uint16_t slot) noexcept {
+/// The endpoints table's key (endpoint_key()) of a frame's destination in the network
+/// with stats slot `slot`: its destination MAC (the frame's first 6 bytes) and the slot
+/// above them. The endpoint cache uses the same key; for it the slot stands for the VNI
+/// because the writer ends the cache's generation whenever it gives a slot to a network
+/// (table_writer's upsert_network(); docs/tables-and-rcu.md).
+uint64_t dst_key(const rte_mbuf* m, uint16_t slot) noexcept {
     return (load_u64(rte_pktmbuf_mtod(m, const void*)) & mac_bits) | uint64_t{slot} << 48;
 }
 
-/// The endpoint cache's set for a key.
-endpoint_cache::set& cache_set(worker& w, uint64_t key) noexcept {
-    return w.ep_cache.set_of[rte_hash_crc_8byte(key, 0) & (endpoint_cache::sets - 1)];
+/// The endpoint cache's set for a key's hash (endpoint_hash()).
+endpoint_cache::set& cache_set(worker& w, uint32_t hash) noexcept {
+    return w.ep_cache.set_of[hash & (endpoint_cache::sets - 1)];
 }
 
 /// An entry's generation bits against `gen_tag` (generation << value_bits).
@@ -218,22 +219,22 @@ bool cache_current(const endpoint_cache::entry& e, uint64_t gen_tag) noexcept {
 }
 
 /// The value cached for `key` under the generation `gen_tag`, if any.
-bool cache_lookup(const endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, void*& data) noexcept {
+bool cache_lookup(const endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, uint32_t& value) noexcept {
     for (const endpoint_cache::entry& e : s.way) {
         if (e.key == key && cache_current(e, gen_tag)) {
-            data = reinterpret_cast<void*>(e.tagged & endpoint_cache::value_mask);
+            value = static_cast<uint32_t>(e.tagged & endpoint_cache::value_mask);
             return true;
         }
     }
     return false;
 }
 
-/// Caches what rte_hash answered for `key` under `gen_tag`, into a way that holds
+/// Caches what the endpoints table answered for `key` under `gen_tag`, into a way that holds
 /// nothing current if there is one. In a full set the new entry replaces ways 1-3 in
 /// turn and way 0 stays, except on one insert in 32 (bimodal insertion): destinations
 /// cycling through more keys than a set holds keep a quarter of it hitting instead of
 /// evicting each other in turn, and way 0 still ages.
-void cache_insert(worker& w, endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, const void* data) noexcept {
+void cache_insert(worker& w, endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, uint32_t value) noexcept {
     constexpr uint32_t ways = endpoint_cache::ways;
     uint32_t victim = ways;
     for (uint32_t i = 0; i < ways; i++) {
@@ -249,7 +250,7 @@ void cache_insert(worker& w, endpoint_cache::set& s, uint64_t key, uint64_t gen_
         const uint32_t n = ++w.ep_cache.full_inserts;
         victim = (n & 31) == 0 ? 0 : 1 + n % (ways - 1);
     }
-    s.way[victim] = {key, gen_tag | (reinterpret_cast<uintptr_t>(data) & endpoint_cache::value_mask)};
+    s.way[victim] = {key, gen_tag | value};
 }
 
 /// Whether this burst uses the endpoint cache. While it answers less than half of the
@@ -281,65 +282,53 @@ void cache_account(worker& w, uint32_t lookups, uint32_t hits) noexcept {
         c.skip_bursts = endpoint_cache::skip_when_missing;
 }
 
-/// Known unicast of one burst: endpoints from the worker's cache (`ckeys` and `csets`
-/// when `cached`), the misses from rte_hash in bulk; a remote endpoint's value names its
+/// Known unicast of one burst: endpoints from the worker's cache when `cached`, the
+/// rest from the endpoints table (`keys` and `hashes`; the parse loop prefetched their
+/// buckets, or the cache's sets when `cached`); a remote endpoint's value names its
 /// VTEP's slot, so the VTEP is an array load, not a second hash lookup. Unknown unicast
 /// is appended to `bum` for flooding.
 void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
-                   const uint64_t* ckeys, endpoint_cache::set* const* csets, uint16_t n_uni, bool cached,
-                   rte_mbuf** bum, uint16_t& n_bum, encap_tally& tally) noexcept {
-    // acquire; pairs with the release bump in table_writer::endpoints_changed(): entries
-    // cached under this generation are what a lookup now would answer.
-    const uint64_t gen_tag = w.tables->endpoints_gen.load(std::memory_order_acquire) << endpoint_cache::value_bits;
-    void* data[max_burst];
-    uint64_t hits = 0;
-    vni_mac_key keys[max_burst];
-    const void* miss_keys[max_burst];
-    hash_sig_t miss_sigs[max_burst];
-    uint8_t miss_at[max_burst];
-    uint16_t n_miss = 0;
-    for (uint16_t i = 0; i < n_uni; i++) {
-        if (cached && cache_lookup(*csets[i], ckeys[i], gen_tag, data[i])) {
-            hits |= uint64_t{1} << i;
-            continue;
-        }
-        const auto* eth = rte_pktmbuf_mtod(uni[i], const rte_ether_hdr*);
-        keys[n_miss] = make_vni_mac_key(seg.vni_wire, eth->dst_addr);
-        miss_keys[n_miss] = &keys[n_miss];
-        miss_sigs[n_miss] = vni_mac_key_hash(keys[n_miss]);
-        miss_at[n_miss++] = static_cast<uint8_t>(i);
-    }
+                   const uint64_t* keys, const uint32_t* hashes, uint16_t n_uni, bool cached, rte_mbuf** bum,
+                   uint16_t& n_bum, encap_tally& tally) noexcept {
+    const endpoint_table& table = w.tables->endpoints;
+    uint32_t value[max_burst];
     if (cached) {
+        // acquire; pairs with the release bump in table_writer::endpoints_changed():
+        // entries cached under this generation are what a lookup now would answer.
+        const uint64_t gen_tag = w.tables->endpoints_gen.load(std::memory_order_acquire)
+                                 << endpoint_cache::value_bits;
+        uint8_t miss_at[max_burst];
+        uint16_t n_miss = 0;
+        for (uint16_t i = 0; i < n_uni; i++) {
+            if (!cache_lookup(cache_set(w, hashes[i]), keys[i], gen_tag, value[i])) {
+                endpoint_prefetch(table, hashes[i]);
+                miss_at[n_miss++] = static_cast<uint8_t>(i);
+            }
+        }
         w.stats.endpoint_cache_hits.add(n_uni - n_miss);
         w.stats.endpoint_cache_misses.add(n_miss);
         cache_account(w, n_uni, n_uni - n_miss);
-    } else if (w.use_endpoint_cache) {
-        w.stats.endpoint_cache_misses.add(n_uni);   // a burst that skips the cache
-    }
-    if (n_miss != 0) {
-        void* miss_data[max_burst];
-        uint64_t miss_hits = 0;
-        rte_hash_lookup_with_hash_bulk_data(w.tables->endpoints, miss_keys, miss_sigs, n_miss, &miss_hits,
-                                            miss_data);
         for (uint16_t j = 0; j < n_miss; j++) {
-            if (((miss_hits >> j) & 1) == 0)
-                continue;
             const uint8_t i = miss_at[j];
-            data[i] = miss_data[j];
-            hits |= uint64_t{1} << i;
-            if (cached)
-                cache_insert(w, *csets[i], ckeys[i], gen_tag, miss_data[j]);
+            value[i] = endpoint_lookup(table, keys[i], hashes[i]);
+            if (value[i] != 0)
+                cache_insert(w, cache_set(w, hashes[i]), keys[i], gen_tag, value[i]);
         }
+    } else {
+        if (w.use_endpoint_cache)
+            w.stats.endpoint_cache_misses.add(n_uni);   // a burst that skips the cache
+        for (uint16_t i = 0; i < n_uni; i++)
+            value[i] = endpoint_lookup(table, keys[i], hashes[i]);
     }
 
     // Stage 2: where each packet goes.
     for (uint16_t i = 0; i < n_uni; i++) {
         rte_mbuf* m = uni[i];
-        if (((hits >> i) & 1) == 0) {
+        if (value[i] == 0) {
             bum[n_bum++] = m;   // unknown unicast is flooded
             continue;
         }
-        const endpoint_value ep = endpoint_value::from_data(data[i]);
+        const endpoint_value ep = endpoint_value::from_word(value[i]);
         if (ep.is_local()) {
             if (ep.index == rx_port)
                 drop(w, rx_port, m, drop_reason::hairpin);
@@ -460,8 +449,8 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
 
     const bool probe = cache_probing(w);
     rte_mbuf* uni[max_burst];
-    uint64_t ckeys[max_burst];
-    endpoint_cache::set* csets[max_burst];
+    uint64_t keys[max_burst];
+    uint32_t hashes[max_burst];
     uint16_t n_uni = 0;
     rte_mbuf* bum[max_burst];
     uint16_t n_bum = 0;
@@ -473,17 +462,19 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         rte_mbuf* m = pkts[i];
         if (!plain_unicast(m, ex) && !screen_frame(w, *b, *seg, rx_port, m, bum, n_bum))
             continue;
-        if (probe) {
-            ckeys[n_uni] = cache_key(m, seg->stats_slot);
-            csets[n_uni] = &cache_set(w, ckeys[n_uni]);
-            rte_prefetch0(csets[n_uni]);   // probed after the parse loop
-        }
+        keys[n_uni] = dst_key(m, seg->stats_slot);
+        hashes[n_uni] = endpoint_hash(keys[n_uni]);
+        // looked up after the parse loop
+        if (probe)
+            rte_prefetch0(&cache_set(w, hashes[n_uni]));
+        else
+            endpoint_prefetch(w.tables->endpoints, hashes[n_uni]);
         uni[n_uni++] = m;
     }
 
     encap_tally tally;
     if (n_uni != 0)
-        unicast_burst(w, cfg, rx_port, *seg, uni, ckeys, csets, n_uni, probe, bum, n_bum, tally);
+        unicast_burst(w, cfg, rx_port, *seg, uni, keys, hashes, n_uni, probe, bum, n_bum, tally);
 
     flood_vteps fv;
     for (uint16_t i = 0; i < n_bum; i++)

@@ -127,7 +127,7 @@ struct options {
         "  --quick                  smoke mode: --no-huge, short samples, one repeat, --check\n"
         "  --check                  exit 1 when a run drops or mis-forwards a packet\n"
         "  --no-huge                EAL without hugepages\n"
-        "  --no-endpoint-cache      encap asks the endpoints table (rte_hash) for every frame\n"
+        "  --no-endpoint-cache      encap asks the endpoints table for every frame\n"
         "  --lcores LIST            EAL -l (default 0-1, 0-2 with --workers 2)\n"
         "  --file-prefix P          EAL --file-prefix (default dp_bench-<pid>)\n"
         "  --json FILE              write the results as JSON");

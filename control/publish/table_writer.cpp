@@ -5,7 +5,8 @@
 //  - values are immutable; an update publishes a fresh value and retires the old one
 //    through our own rte_rcu_qsbr defer queue (22.11's rte_hash does not free
 //    overwritten data); a delete goes through the hash's own RCU defer queue
-//    (rte_hash_rcu_qsbr_add, DQ mode), whose free_key_data_func frees the value;
+//    (rte_hash_rcu_qsbr_add, DQ mode), whose free_key_data_func frees the value; the
+//    endpoints table (endpoint_table.hpp) frees its deleted entries itself;
 //  - publication order makes every reader see a consistent world: a network before its
 //    endpoints, an endpoint before the port binding that lets its traffic in; removal in
 //    the reverse order;
@@ -13,10 +14,12 @@
 //    state kept here, never on the workers;
 //  - the endpoints and addresses tables are their own record: no copy of them is kept
 //    here (a million endpoints would cost more heap than the tables). An endpoint's
-//    record is read back from its endpoint_value (location, port or VTEP slot, IPv4
-//    address); networks and VTEPs keep counts and flood-list refcounts only. The rare
+//    record is read back from its entry (location, port or VTEP slot; the IPv4 address
+//    the endpoint table keeps beside it); networks and VTEPs keep counts and
+//    flood-list refcounts only. The rare
 //    operations that need every endpoint of a network or VTEP walk the endpoints table.
 #include "control/log.hpp"
+#include "control/publish/endpoint_table.hpp"
 #include "control/publish/table_writer.hpp"
 
 #include "overpass/stats.hpp"
@@ -27,6 +30,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <new>
 #include <optional>
 #include <set>
@@ -48,7 +52,7 @@ namespace {
 constexpr size_t max_name_len = 12;   // "<name>_xx" must fit rte_hash/rte_ring name limits
 constexpr uint8_t outer_ttl = 64;
 
-/// The defer queue of the endpoints and addresses tables holds at most this many deleted
+/// The defer queue of the addresses table holds at most this many deleted
 /// keys (a 64k-slot ring: rte_rcu_qsbr_dq_create() rounds size + 1 up to a power of two).
 constexpr uint32_t max_bounded_dq = (1u << 16) - 1;
 
@@ -170,15 +174,19 @@ private:
     void retire(void* p, retired::kind k, uint32_t slot = 0) noexcept;
     /// rte_rcu_qsbr_synchronize(): every value and key deleted so far can be freed.
     void wait_for_readers() noexcept;
-    /// rte_hash_del_key() on the endpoints or addresses table, keeping their bounded
-    /// defer queues from overflowing (see init()); an endpoint deleted bumps endpoints_gen.
+    /// rte_hash_del_key() on the addresses table, keeping its bounded defer queue from
+    /// overflowing (see init()).
     void del_key(rte_hash* h, const void* key) noexcept;
     /// A free stats slot; waits for a grace period when all free ones are still retiring.
     int take_slot(slot_pool& pool) noexcept;
     void set_binding(uint16_t port, const port_binding* b) noexcept;
     /// The endpoint as published, read back from the endpoints table.
     std::optional<ep_record> find_endpoint(uint32_t vni, const rte_ether_addr& mac) const noexcept;
-    ep_record record_of(const vni_mac_key& k, const void* data) const noexcept;
+    ep_record record_of(const endpoint_table_writer::entry& k) const noexcept;
+    /// The endpoints table's key of (vni, mac); nullopt when the network is unknown.
+    std::optional<uint64_t> endpoint_key_of(uint32_t vni, const rte_ether_addr& mac) const noexcept;
+    /// Deletes an endpoint's entry; bumps endpoints_gen.
+    void erase_endpoint(uint64_t key) noexcept;
     /// Every endpoint of a network (vni != 0) or behind a VTEP slot (vni == 0). Walks the
     /// whole endpoints table: for the rare removal of a network or a VTEP.
     std::vector<ep_record> endpoints_of(uint32_t vni, uint16_t vtep_slot) const;
@@ -201,6 +209,8 @@ private:
     std::string name_;
     table_limits limits_;
     dp_tables t_;
+    std::unique_ptr<endpoint_table_writer> eps_;
+    std::array<uint32_t, max_network_slots> vni_by_slot_{};   // valid while the slot's network exists
     rte_rcu_qsbr_dq* dq_ = nullptr;
     uint64_t retired_count_ = 0;
     uint64_t freed_count_ = 0;
@@ -224,7 +234,7 @@ private:
 // Frees for values deleted through the hashes' own defer queues.
 void free_segment(void*, void* data) { delete static_cast<segment*>(data); }
 void free_vtep(void*, void* data) { delete static_cast<vtep_entry*>(data); }
-void free_nothing(void*, void*) {}   // endpoints and addresses carry their value in the pointer
+void free_nothing(void*, void*) {}   // addresses carry their value (the MAC) in the pointer
 
 void table_writer_impl::free_retired(void* p, void* e, unsigned int n) {
     auto* self = static_cast<table_writer_impl*>(p);
@@ -291,21 +301,24 @@ int table_writer_impl::init() noexcept {
         return -ENOMEM;
     }
     // A defer queue as large as its table costs 16 bytes per entry, rounded up to a power
-    // of two: 32 MB each for the endpoints and addresses of a million endpoints. Theirs
-    // are capped instead, and kept from overflowing by the writer: rte_hash_del_key()
+    // of two: 32 MB for the addresses of a million endpoints. Its queue is capped
+    // instead, and kept from overflowing by the writer: rte_hash_del_key()
     // cannot wait for room in a full queue (it logs "Failed to push QSBR FIFO" and the
     // key's slot is lost for good). Every enqueue first reclaims what is past its grace
     // period (trigger_reclaim_limit 0), and del_key() waits for a grace period after
-    // every delete_budget_ deletes on the two tables together; the next enqueue then frees
-    // everything queued before the wait. So a queue never holds more than delete_budget_
-    // keys, half its size.
+    // every delete_budget_ deletes; the next enqueue then frees everything queued before
+    // the wait. So the queue never holds more than delete_budget_ keys, half its size.
     const uint32_t bounded_dq = std::min(table_entries(limits_.max_endpoints), max_bounded_dq);
     delete_budget_ = bounded_dq / 2;
-    t_.endpoints = create_hash("ep", limits_.max_endpoints, sizeof(vni_mac_key), free_nothing, bounded_dq);
+    const std::string ep_name = name_ + "_ep";
+    eps_ = endpoint_table_writer::create(ep_name.c_str(), limits_.max_endpoints, t_.qsbr);
+    if (eps_ == nullptr)
+        return -ENOMEM;
+    t_.endpoints = eps_->table();
     t_.addresses = create_hash("ad", limits_.max_endpoints, sizeof(vni_ip_key), free_nothing, bounded_dq);
     t_.networks = create_hash("nw", limits_.max_networks, sizeof(uint32_t), free_segment, 0);
     t_.vteps = create_hash("vt", limits_.max_vteps, sizeof(rte_be32_t), free_vtep, 0);
-    if (t_.endpoints == nullptr || t_.addresses == nullptr || t_.networks == nullptr || t_.vteps == nullptr)
+    if (t_.addresses == nullptr || t_.networks == nullptr || t_.vteps == nullptr)
         return -ENOMEM;
 
     char dqname[RTE_RCU_QSBR_DQ_NAMESIZE];
@@ -349,7 +362,6 @@ table_writer_impl::~table_writer_impl() {
             free_value(nullptr, data);
         rte_hash_free(h);   // also frees what its defer queue still holds
     };
-    drain(t_.endpoints, free_nothing);
     drain(t_.addresses, free_nothing);
     drain(t_.networks, free_segment);
     drain(t_.vteps, free_vtep);
@@ -382,8 +394,6 @@ void table_writer_impl::wait_for_readers() noexcept {
 void table_writer_impl::del_key(rte_hash* h, const void* key) noexcept {
     if (rte_hash_del_key(h, key) < 0)
         return;   // not there: nothing queued
-    if (h == t_.endpoints)
-        endpoints_changed();   // at once: the wait below may take a grace period
     if (++deletes_since_grace_ >= delete_budget_)
         wait_for_readers();   // see init(): the next delete's reclaim empties the queues
 }
@@ -550,6 +560,7 @@ int table_writer_impl::upsert_network(const network_spec& net) noexcept {
     // can come back in another slot, and the table answers by VNI). Ending the
     // generation before the slot names this network makes every such entry stale.
     endpoints_changed();
+    vni_by_slot_[static_cast<uint16_t>(slot)] = net.vni;
     net_shadow n{net, static_cast<uint16_t>(slot), {}, {}};
     if (int rc = publish_segment(n); rc < 0) {
         network_slots_.give(static_cast<uint16_t>(slot));
@@ -565,7 +576,7 @@ int table_writer_impl::remove_network(uint32_t vni) noexcept {
         return -ENOENT;
     std::set<uint32_t> dirty;
     std::set<rte_be32_t> vteps;
-    // Collected first: rte_hash_iterate() must not run across deletes.
+    // Collected first: the walk of the endpoints table must not run across deletes.
     for (const ep_record& e : endpoints_of(vni, 0)) {
         if (e.where == endpoint_value::location::remote)
             vteps.insert(e.vtep_ip_be);
@@ -670,13 +681,13 @@ void table_writer_impl::remove_address(uint32_t vni, rte_be32_t ip_be, const rte
     n_addresses_--;
 }
 
-ep_record table_writer_impl::record_of(const vni_mac_key& k, const void* data) const noexcept {
-    const endpoint_value v = endpoint_value::from_data(data);
+ep_record table_writer_impl::record_of(const endpoint_table_writer::entry& k) const noexcept {
+    const endpoint_value v = endpoint_value::from_word(k.value);
     ep_record e{};
     e.where = v.where;
-    e.ip_be = v.ip_be;
-    e.mac = k.mac;
-    e.vni = vni_from_wire(k.vni_wire);
+    e.ip_be = k.ip_be;
+    std::memcpy(e.mac.addr_bytes, &k.key, RTE_ETHER_ADDR_LEN);   // bits 0-47, wire order
+    e.vni = vni_by_slot_[k.key >> 48];   // a network outlives its endpoints
     if (v.is_local())
         e.port_id = v.index;
     else
@@ -684,28 +695,39 @@ ep_record table_writer_impl::record_of(const vni_mac_key& k, const void* data) c
     return e;
 }
 
-std::optional<ep_record> table_writer_impl::find_endpoint(uint32_t vni, const rte_ether_addr& mac) const noexcept {
-    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
-    void* data = nullptr;
-    if (rte_hash_lookup_data(t_.endpoints, &hk, &data) < 0)
+std::optional<uint64_t> table_writer_impl::endpoint_key_of(uint32_t vni, const rte_ether_addr& mac) const noexcept {
+    auto it = nets_.find(vni);
+    if (it == nets_.end())
         return std::nullopt;
-    return record_of(hk, data);
+    return endpoint_key(it->second.slot, mac);
+}
+
+std::optional<ep_record> table_writer_impl::find_endpoint(uint32_t vni, const rte_ether_addr& mac) const noexcept {
+    const std::optional<uint64_t> key = endpoint_key_of(vni, mac);
+    if (!key)
+        return std::nullopt;
+    const std::optional<endpoint_table_writer::entry> e = eps_->find(*key);
+    if (!e)
+        return std::nullopt;
+    return record_of(*e);
 }
 
 std::vector<ep_record> table_writer_impl::endpoints_of(uint32_t vni, uint16_t vtep_slot) const {
     std::vector<ep_record> out;
-    const rte_be32_t vni_wire = vni_to_wire(vni);
-    const void* key = nullptr;
-    void* data = nullptr;
-    uint32_t next = 0;
-    while (rte_hash_iterate(t_.endpoints, &key, &data, &next) >= 0) {
-        const auto* k = static_cast<const vni_mac_key*>(key);
-        const endpoint_value v = endpoint_value::from_data(data);
-        const bool match = vni != 0 ? k->vni_wire == vni_wire : !v.is_local() && v.index == vtep_slot;
+    auto nit = nets_.find(vni);
+    const uint64_t slot = vni != 0 && nit != nets_.end() ? nit->second.slot : UINT64_MAX;
+    eps_->for_each([&](const endpoint_table_writer::entry& k) {
+        const endpoint_value v = endpoint_value::from_word(k.value);
+        const bool match = vni != 0 ? k.key >> 48 == slot : !v.is_local() && v.index == vtep_slot;
         if (match)
-            out.push_back(record_of(*k, data));
-    }
+            out.push_back(record_of(k));
+    });
     return out;
+}
+
+void table_writer_impl::erase_endpoint(uint64_t key) noexcept {
+    if (eps_->erase(key))
+        endpoints_changed();
 }
 
 void table_writer_impl::unlink_endpoint(const ep_record& e, std::set<uint32_t>& dirty_nets) noexcept {
@@ -725,26 +747,34 @@ void table_writer_impl::unlink_endpoint(const ep_record& e, std::set<uint32_t>& 
     }
     if (nit != nets_.end())
         dirty_nets.insert(e.vni);
-    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
-    del_key(t_.endpoints, &hk);   // freed by the hash's defer queue; bumps endpoints_gen
+    if (const std::optional<uint64_t> key = endpoint_key_of(e.vni, e.mac))
+        erase_endpoint(*key);   // its entry is free again after a grace period
     n_endpoints_--;
     remove_address(e.vni, e.ip_be, e.mac);
 }
 
 int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
-    endpoint_value v{e.where, e.port_id, e.ip_be};
+    endpoint_value v{e.where, e.port_id};
     if (e.where == endpoint_value::location::remote) {
         auto it = vteps_.find(e.vtep_ip_be);
         if (it == vteps_.end())
             return -ENOENT;   // callers create the VTEP first
         v.index = it->second.slot;
     }
-    // The value travels in the pointer: an overwrite is one atomic store, nothing to retire.
-    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(e.vni), e.mac);
-    void* before = nullptr;
-    const bool overwrite = rte_hash_lookup_data(t_.endpoints, &hk, &before) >= 0 && before != v.to_data();
-    const int rc = add_or_wait(t_.endpoints, &hk, v.to_data());
-    if (rc == 0 && overwrite)
+    const std::optional<uint64_t> key = endpoint_key_of(e.vni, e.mac);
+    if (!key)
+        return -ENOENT;
+    // An overwrite is one atomic store, nothing to retire.
+    const std::optional<endpoint_table_writer::entry> before = eps_->find(*key);
+    int rc = eps_->upsert(*key, v.word(), e.ip_be);
+    if (rc == -ENOSPC) {
+        // Deleted entries still in their grace period hold the room: wait for one (rare;
+        // bounded by one worker iteration) and free them.
+        wait_for_readers();
+        eps_->reclaim();
+        rc = eps_->upsert(*key, v.word(), e.ip_be);
+    }
+    if (rc == 0 && before && before->value != v.word())
         endpoints_changed();
     return rc;
 }
@@ -757,8 +787,8 @@ void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
         install_endpoint(*kept);
         return;
     }
-    const vni_mac_key hk = make_vni_mac_key(vni_to_wire(vni), mac);
-    del_key(t_.endpoints, &hk);   // bumps endpoints_gen: a worker may have cached it meanwhile
+    if (const std::optional<uint64_t> key = endpoint_key_of(vni, mac))
+        erase_endpoint(*key);   // bumps endpoints_gen: a worker may have cached it meanwhile
 }
 
 int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, const rte_ether_addr& mac,
@@ -779,7 +809,8 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
         if (!old && n_endpoints_ >= limits_.max_endpoints)
             return -ENOSPC;
     }
-    auto* binding = new (std::nothrow) port_binding{port_id, vni, vni_to_wire(vni), ip_be, mac};
+    auto* binding = new (std::nothrow)
+        port_binding{port_id, vni, vni_to_wire(vni), ip_be, mac, endpoint_key(nit->second.slot, mac)};
     if (binding == nullptr)
         return -ENOMEM;
 
@@ -887,6 +918,7 @@ int table_writer_impl::remove_endpoint(uint32_t vni, const rte_ether_addr& mac) 
 }
 
 void table_writer_impl::reclaim() noexcept {
+    eps_->reclaim();
     unsigned int freed = 0, pending = 0, available = 0;
     rte_rcu_qsbr_dq_reclaim(dq_, UINT32_MAX, &freed, &pending, &available);
 }

@@ -20,6 +20,8 @@
 #include <rte_hash_crc.h>
 #include <rte_rcu_qsbr.h>
 
+#include "overpass/endpoint_table.hpp"
+
 namespace overpass {
 
 inline constexpr uint16_t default_vxlan_port = 4789;
@@ -31,40 +33,6 @@ inline constexpr uint16_t default_network_mtu = 1450;
 inline rte_be32_t vni_to_wire(uint32_t vni) noexcept { return rte_cpu_to_be_32(vni << 8); }
 /// The VNI carried in a VXLAN header's vx_vni word.
 inline uint32_t vni_from_wire(rte_be32_t w) noexcept { return rte_be_to_cpu_32(w) >> 8; }
-
-/// endpoints table key: (VNI, MAC). 16 bytes, not 12: rte_hash compares 16-byte keys
-/// with one vector compare, other lengths through memcmp() (a call per candidate);
-/// the key store spends 32 bytes per entry either way (pointer + key, 16-byte aligned).
-struct vni_mac_key {
-    rte_be32_t vni_wire;      ///< vni_to_wire(vni)
-    rte_ether_addr mac;
-    uint8_t pad[6];           ///< always zero
-};
-static_assert(sizeof(vni_mac_key) == 16);
-
-/// Built as two 64-bit words in registers: byte-wise stores followed by the hash's
-/// 8-byte loads would stall on store forwarding (seen in perf/dp_bench profiles).
-inline vni_mac_key make_vni_mac_key(rte_be32_t vni_wire, const rte_ether_addr& mac) noexcept {
-    uint32_t mac_lo;
-    uint16_t mac_hi;
-    std::memcpy(&mac_lo, &mac.addr_bytes[0], sizeof(mac_lo));
-    std::memcpy(&mac_hi, &mac.addr_bytes[4], sizeof(mac_hi));
-    static_assert(std::endian::native == std::endian::little, "word layout of the key");
-    const uint64_t words[2] = {uint64_t{vni_wire} | uint64_t{mac_lo} << 32, mac_hi};
-    vni_mac_key k;
-    std::memcpy(&k, words, sizeof(k));
-    return k;
-}
-
-/// The endpoints table's hash of `k`, computed inline: equal to rte_hash_crc(&k, 16, 0),
-/// the table's hash_func and init value, so lookups can pass it with the key
-/// (rte_hash_lookup_with_hash_bulk_data) instead of a call per key through the
-/// table's function pointer.
-inline hash_sig_t vni_mac_key_hash(const vni_mac_key& k) noexcept {
-    uint64_t words[2];
-    std::memcpy(words, &k, sizeof(words));
-    return rte_hash_crc_8byte(words[1], rte_hash_crc_8byte(words[0], 0));
-}
 
 /// addresses table key: (VNI, IPv4).
 struct vni_ip_key {
@@ -87,34 +55,27 @@ inline rte_ether_addr mac_from_data(const void* data) noexcept {
     return mac;
 }
 
-/// endpoints table value, carried in the data pointer itself like the addresses table's
-/// MAC: no allocation, nothing to retire on overwrite, and no dependent cache miss after
-/// the lookup (a million endpoints do not fit in any cache). Bits 0-15: the container
-/// port (local) or the VTEP's slot (remote, an index into dp_tables::vtep_slots and
-/// lcore_stats::vteps); bits 16-17: the location, never zero, so no value is null;
-/// bits 32-63: the endpoint's IPv4 address. Workers read `where` and `index` only; the
-/// address is there for the control thread, whose table_writer keeps no copy of the
-/// endpoints table and reads its records back from it.
+/// endpoints table value (endpoint_table::bucket::value): bits 0-15 the container port
+/// (local) or the VTEP's slot (remote, an index into dp_tables::vtep_slots and
+/// lcore_stats::vteps); bits 16-17 the location, never zero, so no value is 0 (the
+/// table's "not there"). The endpoint's IPv4 address, which the control thread needs
+/// back when it unlinks the endpoint, is kept beside the table by its writer.
 struct endpoint_value {
     enum class location : uint8_t { local = 1, remote = 2 };
     location where;
     uint16_t index;
-    rte_be32_t ip_be = 0;
 
-    void* to_data() const noexcept {
-        static_assert(sizeof(uintptr_t) == 8, "the address travels in the upper half of the pointer");
-        return reinterpret_cast<void*>(uintptr_t{ip_be} << 32 | uintptr_t{static_cast<uint8_t>(where)} << 16 |
-                                       index);
-    }
-    static endpoint_value from_data(const void* data) noexcept {
-        const auto v = reinterpret_cast<uintptr_t>(data);
-        return {static_cast<location>(v >> 16 & 3), static_cast<uint16_t>(v), static_cast<rte_be32_t>(v >> 32)};
+    static constexpr unsigned bits = 18;
+    uint32_t word() const noexcept { return uint32_t{static_cast<uint8_t>(where)} << 16 | index; }
+    static endpoint_value from_word(uint32_t w) noexcept {
+        return {static_cast<location>(w >> 16 & 3), static_cast<uint16_t>(w)};
     }
     bool is_local() const noexcept { return where == location::local; }
 };
 
 /// Stats slots of networks and VTEPs: indexes into lcore_stats and dp_tables::vtep_slots.
 inline constexpr uint16_t max_network_slots = 1024;
+static_assert(max_network_slots < 0xffff, "slot 0xffff is the endpoints table's empty and dead keys");
 inline constexpr uint16_t max_vtep_slots = 1024;
 
 inline constexpr uint16_t max_local_ports_per_network = 32;
@@ -159,6 +120,7 @@ struct port_binding {
     rte_be32_t vni_wire;
     rte_be32_t ip_be;
     rte_ether_addr mac;
+    uint64_t endpoint_key;     ///< endpoint_key(network slot, mac): decap's check of its local_hint
 };
 
 /// Host-wide settings replaced as a whole.
@@ -177,7 +139,9 @@ struct config_snapshot {
 /// Everything a worker reads. Control thread creates and publishes; workers read
 /// lock-free. Hash handles are created once at start-up and never replaced.
 struct dp_tables {
-    rte_hash* endpoints = nullptr;   ///< vni_mac_key -> endpoint_value (in the pointer)
+    /// endpoint_key(network slot, MAC) -> endpoint_value::word(). Buckets allocated
+    /// once at start-up, never replaced (endpoint_table.hpp).
+    endpoint_table endpoints;
     rte_hash* addresses = nullptr;   ///< vni_ip_key  -> MAC packed with mac_to_data()
     rte_hash* networks = nullptr;    ///< uint32_t vni -> const segment*
     rte_hash* vteps = nullptr;       ///< rte_be32_t ip -> const vtep_entry* (decap: who sent it)

@@ -44,15 +44,16 @@ struct rxq_ref {
 };
 
 /// A worker's exact-match cache of endpoint lookups: (network, MAC) -> the endpoints
-/// table's value, in front of rte_hash for encap. An entry is two words: the key (the
-/// destination MAC in bits 0-47, the network's stats slot above it) and the value's
-/// routing bits (endpoint_value bits 0-17: location and port or VTEP slot) under the
-/// table generation (dp_tables::endpoints_gen) it was cached in. A set is one cache
-/// line of four entries, indexed by a hash of the key; a hit costs one line, prefetched
-/// while the burst is parsed, and two compares per way instead of a bucket walk and a
-/// key-store line. An entry counts only while its generation is current, so a delete or
-/// an overwrite anywhere invalidates every cached entry at once (cheap and safe; under
-/// heavy churn the cache misses and rte_hash answers). Only hits of the table are
+/// table's value, in front of the table for encap. An entry is two words: the key (the
+/// table's key: destination MAC in bits 0-47, the network's stats slot above it) and
+/// the value (endpoint_value::word(): location and port or VTEP slot) under the table
+/// generation (dp_tables::endpoints_gen) it was cached in. A set is one cache line of
+/// four entries, indexed by the table's hash of the key; a hit costs one line,
+/// prefetched while the burst is parsed, like a table lookup, but the cache's lines
+/// hold four active destinations each where the table's are spread over the whole
+/// table (32 MB at a million endpoints). An entry counts only while its generation is
+/// current, so a delete or an overwrite anywhere invalidates every cached entry at once
+/// (cheap and safe; under heavy churn the cache misses and the table answers). Only hits of the table are
 /// cached: unknown unicast always misses. No promotion on a hit (no store on the hit
 /// path); replacement is bimodal (cache_insert() in encap.cpp).
 /// 65,536 entries, 1 MiB per worker: bigger than an L2, which the probe does not need
@@ -63,9 +64,9 @@ struct rxq_ref {
 struct endpoint_cache {
     static constexpr uint32_t sets = 16384;   ///< power of two
     static constexpr uint32_t ways = 4;
-    /// endpoint_value::to_data() bits a worker uses (where, index); the generation
-    /// takes the 46 bits above them (it would wrap after 7e13 table changes).
-    static constexpr unsigned value_bits = 18;
+    /// endpoint_value::word()'s bits; the generation takes the 46 bits above them (it
+    /// would wrap after 7e13 table changes).
+    static constexpr unsigned value_bits = endpoint_value::bits;
     static constexpr uint64_t value_mask = (uint64_t{1} << value_bits) - 1;
     struct entry {
         uint64_t key;      ///< destination MAC (bits 0-47) | network stats slot << 48

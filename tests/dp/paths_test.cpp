@@ -354,19 +354,6 @@ TEST_F(dp_paths, decap_local_hint_follows_moves) {
     EXPECT_EQ(total_drops(), 2u);
 }
 
-// The workers pass their own hash of an endpoint key to rte_hash: it must be the
-// table's (a mismatch would make every lookup miss).
-TEST_F(dp_paths, endpoint_key_hash_is_the_tables) {
-    std::mt19937 rng(11);
-    for (int i = 0; i < 10000; i++) {
-        rte_ether_addr m;
-        for (auto& b : m.addr_bytes)
-            b = static_cast<uint8_t>(rng());
-        const vni_mac_key k = make_vni_mac_key(vni_to_wire(rng() & 0xffffff), m);
-        ASSERT_EQ(vni_mac_key_hash(k), rte_hash_hash(tw_->tables().endpoints, &k)) << i;
-    }
-}
-
 // Encap answers repeated destinations from the worker's endpoint cache. A move to another
 // VTEP, a move between local and remote, and a removal must each be seen by the very
 // next frame, cached or not.
@@ -449,9 +436,7 @@ TEST_F(dp_paths, encap_cache_keeps_networks_apart) {
     std::memcpy(&x_key, x_mac.addr_bytes, RTE_ETHER_ADDR_LEN);
     x_key |= uint64_t(old_slot) << 48;
     const uint64_t stale = w_->tables->endpoints_gen.load() << endpoint_cache::value_bits |
-                           (reinterpret_cast<uintptr_t>(
-                                endpoint_value{endpoint_value::location::local, g_c2.port_id}.to_data()) &
-                            endpoint_cache::value_mask);
+                           endpoint_value{endpoint_value::location::local, g_c2.port_id}.word();
     for (endpoint_cache::set& set : w_->ep_cache.set_of)
         set.way[0] = {x_key, stale};
 
@@ -891,7 +876,7 @@ TEST_F(dp_paths, every_drop_reason_is_reachable) {
         {drop_reason::spoofed_ip, [&] { run1(g_c1.port_id, udp_frame(b_mac, a_mac, b_ip, b_ip)); }},
         {drop_reason::no_network, [&] {
              // A binding whose network is gone: only a race produces it with the writer.
-             static const port_binding stray{stray_port, 999, vni_to_wire(999), a_ip, a_mac};
+             static const port_binding stray{stray_port, 999, vni_to_wire(999), a_ip, a_mac, 0};
              tw_->tables().ports[stray_port].store(&stray, std::memory_order_release);
              run1(stray_port, udp_frame(b_mac, a_mac, a_ip, b_ip));
              tw_->tables().ports[stray_port].store(nullptr, std::memory_order_release);
