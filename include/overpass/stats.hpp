@@ -80,7 +80,7 @@ struct lcore_stats {
     counter tx_flushes;     ///< tx bursts issued
     counter exceptions;     ///< packets handed to the control thread
     counter endpoint_cache_hits;     ///< encap endpoint lookups answered by the worker's cache
-    counter endpoint_cache_misses;   ///< ... and by the endpoints table (rte_hash)
+    counter endpoint_cache_misses;   ///< ... and by the endpoints table
     counter busy_cycles;    ///< TSC cycles of iterations that received packets
     counter idle_cycles;    ///< TSC cycles of empty iterations, sleeps included
 
