@@ -165,8 +165,8 @@ plot "$tmp/plot.dat" using 1:2 with linespoints lw 2 title "encap", \
      "$tmp/plot.dat" using 1:3 with linespoints lw 2 title "decap", \
      "$tmp/plot.dat" using 1:4 with lines dt 2 title "floor (encap ports)", \
      "$tmp/plot.dat" using 1:5 with lines dt 2 title "floor (decap ports)", \
-     60 with lines lc rgb "gray" dt 3 title "encap target 60", \
-     70 with lines lc rgb "black" dt 3 title "decap target 70"
+     60 with lines lc rgb "#9400d3" dt 3 lw 1.5 title "encap target 60", \
+     70 with lines lc rgb "#009e73" dt 3 lw 1.5 title "decap target 70"
 EOF
     echo "plot: $out/dp_bench-cycles.png"
 else
