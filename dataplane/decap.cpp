@@ -10,7 +10,8 @@
 //  - per burst: the sender VTEPs (worker hints checked against the slot array, bulk
 //    lookup for the rest), networks (once per run of one VNI: the worker's hint checked
 //    against the slot array, a lookup on a miss), local endpoints (worker hints checked
-//    against the port bindings, bulk lookup for the rest).
+//    against the port bindings; the endpoints table for the rest, their buckets
+//    prefetched first).
 #include <bit>
 #include <cstring>
 

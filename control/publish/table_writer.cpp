@@ -554,11 +554,12 @@ int table_writer_impl::upsert_network(const network_spec& net) noexcept {
     const int slot = take_slot(network_slots_);
     if (slot < 0)
         return slot;
-    // The workers' endpoint caches key entries by network slot, not VNI. A burst that
-    // still held the slot's previous network may have cached an entry under the slot
-    // with the generation of its time, even after that network was removed (its VNI
-    // can come back in another slot, and the table answers by VNI). Ending the
-    // generation before the slot names this network makes every such entry stale.
+    // The workers' endpoint caches key entries by network slot, not VNI. Whatever a
+    // burst of the slot's previous network may have cached under the slot, ending the
+    // generation before the slot names this network makes it stale. (The endpoints
+    // table keys by slot too, and the slot comes back only after a grace period, so
+    // no burst can find this network's endpoints for the old one; the bump keeps the
+    // cache's own guarantee independent of that: docs/tables-and-rcu.md.)
     endpoints_changed();
     vni_by_slot_[static_cast<uint16_t>(slot)] = net.vni;
     net_shadow n{net, static_cast<uint16_t>(slot), {}, {}};
@@ -767,9 +768,10 @@ int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
     // An overwrite is one atomic store, nothing to retire.
     const std::optional<endpoint_table_writer::entry> before = eps_->find(*key);
     int rc = eps_->upsert(*key, v.word(), e.ip_be);
-    if (rc == -ENOSPC) {
+    if (rc == -ENOSPC && eps_->dead() != 0) {
         // Deleted entries still in their grace period hold the room: wait for one (rare;
-        // bounded by one worker iteration) and free them.
+        // bounded by one worker iteration) and free them. With none, the table is full
+        // near the key's home bucket (crafted MACs): -ENOSPC to the caller, at once.
         wait_for_readers();
         eps_->reclaim();
         rc = eps_->upsert(*key, v.word(), e.ip_be);

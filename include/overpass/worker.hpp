@@ -135,10 +135,10 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     /// never a wrong VTEP.
     uint16_t vtep_hint[vtep_hint_entries] = {};
     /// Decap's guess of the container port of a local endpoint (port + 1; 0: none) by
-    /// hash of its (VNI, MAC). Checked against the port's binding, which names the
-    /// same VNI and MAC exactly while the endpoint is local on that port (published
-    /// after it, withdrawn before it), so a stale hint costs a hash lookup, never a
-    /// wrong port.
+    /// the endpoints table's hash of its key (endpoint_key()). Checked against the
+    /// port's binding, which carries the same key exactly while the endpoint is local
+    /// on that port (published after it, withdrawn before it), so a stale hint costs a
+    /// table lookup, never a wrong port.
     uint16_t local_hint[local_hint_entries] = {};
     /// A network's stats slot (slot + 1; 0: none) by hash of its VNI, for encap (the RX
     /// port's network) and decap. Checked against dp_tables::network_slots, whose

@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <rte_hash.h>
 #include <rte_log.h>
@@ -247,6 +248,36 @@ TEST(table_writer, endpoints_generation_moves_with_every_change_of_an_endpoint) 
     g = gen();
     ASSERT_EQ(tw->upsert_network(net_spec()), 0);
     EXPECT_EQ(gen(), g) << "the same network again (same slot)";
+}
+
+// Endpoints whose MACs share one home bucket of the endpoints table fill it and the 32
+// after it; the next one is refused with -ENOSPC, at once (no deleted entry to wait
+// for), and leaves nothing behind: no entry, no address, counts unchanged.
+TEST(table_writer, endpoints_crafted_for_one_bucket_are_refused_cleanly) {
+    auto tw = make_writer("tw_far", 400);
+    ASSERT_NE(tw, nullptr);
+    ASSERT_EQ(tw->upsert_network(net_spec()), 0);
+    const endpoint_table& t = tw->tables().endpoints;
+    const auto slot = static_cast<uint16_t>(tw->network_slot(vni));
+    constexpr uint32_t reach = (endpoint_table::max_displacement + 1) * endpoint_table::ways;
+    std::vector<uint32_t> crafted;   // indexes i of nth_mac(i) homed at bucket 7
+    for (uint32_t i = 1; crafted.size() < reach + 1; i++)
+        if (endpoint_home_index(t, endpoint_hash(endpoint_key(slot, nth_mac(i)))) == 7)
+            crafted.push_back(i);
+    for (uint32_t k = 0; k < reach; k++)
+        ASSERT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(crafted[k]), nth_mac(crafted[k]), vtep_a), 0) << k;
+    const uint32_t last = crafted[reach];
+    EXPECT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(last), nth_mac(last), vtep_a), -ENOSPC);
+    EXPECT_EQ(tw->size().endpoints, reach);
+    EXPECT_EQ(tw->size().addresses, reach);
+    rte_ether_addr owner;
+    EXPECT_FALSE(address_owner(*tw, nth_ip(last), owner));
+    EXPECT_EQ(tw->remove_endpoint(vni, nth_mac(last)), -ENOENT);
+    // Room made near home: it fits (after the deleted entry's grace period, which
+    // no registered reader delays here).
+    ASSERT_EQ(tw->remove_endpoint(vni, nth_mac(crafted[0])), 0);
+    EXPECT_EQ(tw->upsert_remote_endpoint(vni, nth_ip(last), nth_mac(last), vtep_a), 0);
+    EXPECT_EQ(endpoint_of(*tw, nth_mac(last)).index, tw->vtep_slot(vtep_a));
 }
 
 TEST(table_writer, more_deletes_than_the_defer_queue_holds_lose_no_slot) {
