@@ -86,7 +86,11 @@ private:
     endpoint_table t_;
     rte_rcu_qsbr* qsbr_;
     std::vector<rte_be32_t> ips_;   ///< by bucket * ways + way
-    std::deque<dead_entry> dead_;   ///< in token order
+    /// Deleted entries in their grace period, in token order. Not an rte_rcu_qsbr_dq
+    /// (which the table writer uses for retired values): its size is fixed at creation,
+    /// and never overflowing would take room for 60% of the entries (tens of MB at a
+    /// million endpoints), where this holds only what is pending.
+    std::deque<dead_entry> dead_;
     uint32_t n_live_ = 0;
     uint32_t max_used_ = 0;         ///< live + dead entries allowed: 60%, so free entries stay near
 };
