@@ -94,13 +94,8 @@ int endpoint_table_writer::upsert(uint64_t key, uint32_t value, rte_be32_t ip_be
         ips_[at->bucket * ways + at->way] = ip_be;
         return 0;
     }
-    if (n_live_ + dead() >= max_used_)
-        reclaim();
-    std::optional<where> at = free_entry(key);
-    if (!at && dead() != 0) {
-        reclaim();
-        at = free_entry(key);
-    }
+    reclaim();   // what is past its grace period is room again (stops at the first that is not)
+    const std::optional<where> at = free_entry(key);
     if (!at || n_live_ + dead() >= max_used_)
         return -ENOSPC;
     endpoint_table::bucket& bk = t_.buckets[at->bucket];

@@ -210,7 +210,6 @@ private:
     table_limits limits_;
     dp_tables t_;
     std::unique_ptr<endpoint_table_writer> eps_;
-    std::array<uint32_t, max_network_slots> vni_by_slot_{};   // valid while the slot's network exists
     rte_rcu_qsbr_dq* dq_ = nullptr;
     uint64_t retired_count_ = 0;
     uint64_t freed_count_ = 0;
@@ -561,7 +560,6 @@ int table_writer_impl::upsert_network(const network_spec& net) noexcept {
     // no burst can find this network's endpoints for the old one; the bump keeps the
     // cache's own guarantee independent of that: docs/tables-and-rcu.md.)
     endpoints_changed();
-    vni_by_slot_[static_cast<uint16_t>(slot)] = net.vni;
     net_shadow n{net, static_cast<uint16_t>(slot), {}, {}};
     if (int rc = publish_segment(n); rc < 0) {
         network_slots_.give(static_cast<uint16_t>(slot));
@@ -688,7 +686,9 @@ ep_record table_writer_impl::record_of(const endpoint_table_writer::entry& k) co
     e.where = v.where;
     e.ip_be = k.ip_be;
     std::memcpy(e.mac.addr_bytes, &k.key, RTE_ETHER_ADDR_LEN);   // bits 0-47, wire order
-    e.vni = vni_by_slot_[k.key >> 48];   // a network outlives its endpoints
+    // The slot's published segment: a network is published before its endpoints and
+    // outlives them.
+    e.vni = t_.network_slots[k.key >> 48].load(std::memory_order_relaxed)->vni;
     if (v.is_local())
         e.port_id = v.index;
     else

@@ -8,18 +8,18 @@
 // bucket on a signature miss), which a million endpoints turn into as many DRAM
 // misses (docs/tables-and-rcu.md, "The endpoints table").
 //
-// Layout: 64-byte buckets, five entries each, as many as 40% of the entries need. An entry is the key
-// (the MAC in bits 0-47, the network's stats slot above it: one 64-bit compare) and
-// the value (endpoint_value bits 0-17: location and container port or VTEP slot). A
-// key lives in its home bucket (the hash scaled to the bucket count: any count, no
-// power of two to round up to) or, when that is full, in the first bucket after it
-// with a free entry; each bucket counts the keys that passed it on the
-// way to a later one (`spill`), and a lookup goes on to the next bucket only while
-// that count is not zero, and never further than max_displacement buckets from home
-// (the writer refuses a key it cannot place that close: a table of crafted MACs can
-// slow lookups down a little, never make them walk far). Sized for at most 40% of its entries (a bucket per two keys:
-// 32 bytes per key), about 1% of the keys live outside their home bucket when it is
-// full (tests/ctl/endpoint_table_test.cpp measures it).
+// Layout: 64-byte buckets of five entries, a bucket per two keys of capacity (at most
+// 40% of the entries used, 32 bytes per key). An entry is the key (the MAC in bits
+// 0-47, the network's stats slot above it: one 64-bit compare) and the value
+// (endpoint_value bits 0-17: location and container port or VTEP slot). A key lives in
+// its home bucket (the hash scaled to the bucket count: any count, no power of two to
+// round up to) or, when that is full, in the first bucket after it with a free entry.
+// Each bucket counts the keys that passed it on the way to a later one (`spill`); a
+// lookup goes on to the next bucket only while that count is not zero, and never
+// further than max_displacement buckets from home (the writer refuses a key it cannot
+// place that close: crafted MACs can slow lookups a little, never make them walk far).
+// At full capacity about 1% of the keys live outside their home bucket
+// (tests/ctl/endpoint_table_test.cpp measures it).
 //
 // Concurrency: one writer, lock-free readers, rte_rcu_qsbr. The writer stores an
 // entry's value before its key (release); a reader that matches a key reads the value
