@@ -14,7 +14,6 @@
 
 #include <rte_cycles.h>
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
 #include <rte_ip.h>
 #include <rte_prefetch.h>
 #include <rte_udp.h>
@@ -22,6 +21,7 @@
 
 #include "dataplane/cksum.hpp"
 #include "dataplane/stages.hpp"
+#include "overpass/crc32c.hpp"
 
 namespace overpass::dp {
 
@@ -50,16 +50,16 @@ inline uint32_t load_u32(const void* p) noexcept {
 uint32_t inner_flow_hash(const rte_mbuf* m) noexcept {
     const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
     if (eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4) || m->data_len < ipv4_min_frame)
-        return rte_hash_crc_4byte(load_u32(&eth->src_addr.addr_bytes[2]),
-                                  rte_hash_crc_8byte(load_u64(eth), 0));
+        return crc32c_u32(load_u32(&eth->src_addr.addr_bytes[2]),
+                                  crc32c_u64(load_u64(eth), 0));
     const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
-    uint32_t h = rte_hash_crc_8byte(load_u64(&ip->src_addr), ip->next_proto_id);
+    uint32_t h = crc32c_u64(load_u64(&ip->src_addr), ip->next_proto_id);
     const uint16_t hl = rte_ipv4_hdr_len(ip);
     const bool unfragmented = (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG |
                                                                RTE_IPV4_HDR_OFFSET_MASK)) == 0;
     if ((ip->next_proto_id == IPPROTO_TCP || ip->next_proto_id == IPPROTO_UDP) && unfragmented &&
         m->data_len >= eth_len + hl + sizeof(uint32_t))
-        h = rte_hash_crc_4byte(load_u32(rte_pktmbuf_mtod_offset(m, const uint8_t*, eth_len + hl)), h);
+        h = crc32c_u32(load_u32(rte_pktmbuf_mtod_offset(m, const uint8_t*, eth_len + hl)), h);
     return h;
 }
 
@@ -84,8 +84,10 @@ void load_flood_vteps(const worker& w, const segment& seg, flood_vteps& fv) noex
 }
 
 /// Prepends the outer headers towards `vtep`. Returns false (m untouched) when the
-/// mbuf has no headroom, which our pools never produce.
-bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& seg, encap_tally& tally) noexcept {
+/// mbuf has no headroom, which our pools never produce. The caller counts the frame
+/// against its network (encap_tally).
+[[gnu::always_inline]] inline bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep,
+                                             const segment& seg) noexcept {
     const uint32_t inner_len = rte_pktmbuf_pkt_len(m);
     const uint32_t hash = inner_flow_hash(m);
     auto* outer = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(m, vxlan_overhead));
@@ -105,20 +107,32 @@ bool encap_one(worker& w, rte_mbuf* m, const vtep_entry& vtep, const segment& se
     udp->dgram_cksum = 0;   // RFC 7348: zero outer UDP checksum over IPv4
     vx->vx_vni = seg.vni_wire;
 
-    tally.add(w, seg.stats_slot, inner_len);   // a burst has one segment: one run
     vtep_counters& vc = w.stats.vteps[vtep.stats_slot];
     vc.tx_packets.add(1);
     vc.tx_bytes.add(inner_len + vxlan_overhead);
     return true;
 }
 
-void encap_and_send(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
-                    const vtep_entry& vtep, const segment& seg, encap_tally& tally) noexcept {
-    if (!encap_one(w, m, vtep, seg, tally)) {
-        drop(w, rx_port, m, drop_reason::malformed);
-        return;
+/// Encapsulates `pkts[i]` towards `via[i]` and queues them on the uplink: one loop over
+/// a burst's remote unicast, its network counted once.
+void encap_to_uplink(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg,
+                     rte_mbuf* const* pkts, const vtep_entry* const* via, uint16_t n,
+                     encap_tally& tally) noexcept {
+    rte_mbuf* out[max_burst];
+    uint16_t n_out = 0;
+    uint32_t inner_bytes = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        rte_mbuf* m = pkts[i];
+        const uint32_t inner_len = rte_pktmbuf_pkt_len(m);
+        if (!encap_one(w, m, *via[i], seg)) {
+            drop(w, rx_port, m, drop_reason::malformed);
+            continue;
+        }
+        inner_bytes += inner_len;
+        out[n_out++] = m;
     }
-    tx_enqueue(w, cfg.uplink_port, m);
+    tally.add(w, seg.stats_slot, n_out, inner_bytes);
+    tx_enqueue_bulk(w, cfg.uplink_port, out, n_out, inner_bytes + uint32_t{n_out} * vxlan_overhead);
 }
 
 /// Takes `frames` from the worker's replication token bucket; false when it holds fewer.
@@ -184,7 +198,7 @@ void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_por
         if (fv.v[i] == nullptr)
             continue;
         if (rte_mbuf* c = next_copy(); c != nullptr)
-            encap_and_send(w, cfg, rx_port, c, *fv.v[i], seg, tally);
+            encap_to_uplink(w, cfg, rx_port, seg, &c, &fv.v[i], 1, tally);
     }
 }
 
@@ -321,7 +335,10 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
             value[i] = endpoint_lookup(table, keys[i], hashes[i]);
     }
 
-    // Stage 2: where each packet goes.
+    // Stage 2: where each packet goes; remote unicast is gathered for stage 3.
+    rte_mbuf* remote[max_burst];
+    const vtep_entry* via[max_burst];
+    uint16_t n_remote = 0;
     for (uint16_t i = 0; i < n_uni; i++) {
         rte_mbuf* m = uni[i];
         if (value[i] == 0) {
@@ -341,8 +358,12 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
             drop(w, rx_port, m, drop_reason::vtep_unresolved);
             continue;
         }
-        encap_and_send(w, cfg, rx_port, m, *vtep, seg, tally);
+        remote[n_remote] = m;
+        via[n_remote++] = vtep;
     }
+
+    // Stage 3: encapsulation.
+    encap_to_uplink(w, cfg, rx_port, seg, remote, via, n_remote, tally);
 }
 
 /// What a container's ordinary frame holds, built once per burst from the port's binding

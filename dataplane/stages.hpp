@@ -9,6 +9,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <cstring>
 
 #include <rte_ether.h>
 #include <rte_hash.h>
@@ -40,12 +41,13 @@ struct network_tally {
     uint16_t slot = UINT16_MAX;
     uint64_t packets = 0;
     uint64_t bytes = 0;
-    void add(worker& w, uint16_t s, uint64_t b) noexcept {
+    void add(worker& w, uint16_t s, uint64_t b) noexcept { add(w, s, 1, b); }
+    void add(worker& w, uint16_t s, uint64_t n, uint64_t b) noexcept {
         if (s != slot) {
             flush(w);
             slot = s;
         }
-        packets++;
+        packets += n;
         bytes += b;
     }
     void flush(worker& w) noexcept {
@@ -116,6 +118,22 @@ inline void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept {
         w.dirty[w.n_dirty++] = port;
     b.pkts[b.n++] = m;
     b.bytes += rte_pktmbuf_pkt_len(m);   // m's first line is hot here, not at the flush
+}
+
+/// tx_enqueue() of `n` packets whose lengths sum to `bytes`, in one copy: a loop of
+/// tx_enqueue() reloads the buffer's count after every packet it writes headers into
+/// (stores through packet bytes may alias anything).
+inline void tx_enqueue_bulk(worker& w, uint16_t port, rte_mbuf* const* pkts, uint16_t n, uint32_t bytes) noexcept {
+    if (n == 0)
+        return;
+    tx_buffer& b = w.tx[port];
+    if (b.n + n > max_burst)
+        tx_send_buffer(w, port);   // non-empty, so on the dirty list: pkts are appended below
+    else if (b.n == 0)
+        w.dirty[w.n_dirty++] = port;
+    std::memcpy(&b.pkts[b.n], pkts, n * sizeof(pkts[0]));
+    b.n = static_cast<uint16_t>(b.n + n);
+    b.bytes += bytes;
 }
 
 // --- encap.cpp: frames received from a container port ---

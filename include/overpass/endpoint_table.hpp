@@ -41,8 +41,9 @@
 
 #include <rte_common.h>
 #include <rte_ether.h>
-#include <rte_hash_crc.h>
 #include <rte_prefetch.h>
+
+#include "overpass/crc32c.hpp"
 
 namespace overpass {
 
@@ -82,7 +83,7 @@ inline uint64_t endpoint_key(uint16_t network_slot, const rte_ether_addr& mac) n
     return uint64_t{lo} | uint64_t{hi} << 32 | uint64_t{network_slot} << 48;
 }
 
-inline uint32_t endpoint_hash(uint64_t key) noexcept { return rte_hash_crc_8byte(key, 0); }
+inline uint32_t endpoint_hash(uint64_t key) noexcept { return crc32c_u64(key, 0); }
 
 /// The home bucket of a key's hash: (hash * buckets) / 2^32, a multiply instead of a
 /// modulo (the hash's bits are uniform, so the buckets are equally likely).

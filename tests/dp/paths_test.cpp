@@ -759,31 +759,50 @@ TEST_F(dp_paths, tx_flush_sends_and_counts) {
     EXPECT_EQ(w_->stats.ports[g_small.port_id].drops.get(), 25u);
 }
 
-// Encapsulated frames across a full TX buffer: the uplink is sent as it fills, listed
-// once in the dirty list, in order, with its packets and bytes counted.
+// Encapsulated frames across a full TX buffer: the uplink is sent before it would
+// overflow, listed once in the dirty list, in order, with its packets and bytes counted.
+// Encapsulation appends a burst's frames to the buffer at once (tx_enqueue_bulk()):
+// 40 frames come as one run (worker bursts of 32 + 8: the full buffer is sent when the
+// 8 come) and as two runs of 20 (the 20 buffered are sent when 20 more would not fit).
 TEST_F(dp_paths, encap_bursts_fill_the_uplink_buffer_in_order) {
-    std::vector<bytes> frames;
-    for (uint16_t i = 0; i < 40; i++)
-        frames.push_back(udp_frame(r_mac, a_mac, a_ip, r_ip, 20, static_cast<uint16_t>(1000 + i)));
-    run(g_c1.port_id, frames);   // two bursts of the worker: 32 + 8, the first sent at the 33rd
-    EXPECT_EQ(std::count(w_->dirty, w_->dirty + w_->n_dirty, g_uplink.port_id), 1);
-    EXPECT_EQ(w_->tx[g_uplink.port_id].n, 8u);
-    dp::tx_flush(*w_);
-    EXPECT_EQ(w_->n_dirty, 0u);
-    std::vector<bytes> out;
-    rte_mbuf* pkts[64];
-    const uint16_t n = rte_eth_rx_burst(g_uplink.port_id, 0, pkts, 64);   // the ring loops back
-    for (uint16_t i = 0; i < n; i++)
-        out.push_back(from_mbuf(pkts[i]));
-    rte_pktmbuf_free_bulk(pkts, n);
-    ASSERT_EQ(out.size(), frames.size());
-    for (size_t i = 0; i < out.size(); i++)
-        EXPECT_EQ(hex(out[i]), hex(expected_encap(frames[i], sport_of(out[i]), vni_a, v1_ip, v1_mac))) << i;
-    size_t bytes_out = 0;
-    for (const bytes& o : out)
-        bytes_out += o.size();
-    EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_packets.get(), frames.size());
-    EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_bytes.get(), bytes_out);
+    struct split {
+        std::vector<size_t> runs;
+        uint16_t sent_before_flush;
+        uint16_t buffered;
+    };
+    for (const split& sp : {split{{40}, 32, 8}, split{{20, 20}, 20, 20}}) {
+        SCOPED_TRACE("runs of " + std::to_string(sp.runs[0]));
+        const uint64_t tx_before = w_->stats.ports[g_uplink.port_id].tx_packets.get();
+        const uint64_t bytes_before = w_->stats.ports[g_uplink.port_id].tx_bytes.get();
+        std::vector<bytes> frames;
+        for (uint16_t i = 0; i < 40; i++)
+            frames.push_back(udp_frame(r_mac, a_mac, a_ip, r_ip, 20, static_cast<uint16_t>(1000 + i)));
+        size_t at = 0;
+        for (size_t len : sp.runs) {
+            run(g_c1.port_id, std::vector<bytes>(frames.begin() + static_cast<long>(at),
+                                                 frames.begin() + static_cast<long>(at + len)));
+            at += len;
+        }
+        EXPECT_EQ(std::count(w_->dirty, w_->dirty + w_->n_dirty, g_uplink.port_id), 1);
+        EXPECT_EQ(w_->tx[g_uplink.port_id].n, sp.buffered);
+        EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_packets.get() - tx_before, sp.sent_before_flush);
+        dp::tx_flush(*w_);
+        EXPECT_EQ(w_->n_dirty, 0u);
+        std::vector<bytes> out;
+        rte_mbuf* pkts[64];
+        const uint16_t n = rte_eth_rx_burst(g_uplink.port_id, 0, pkts, 64);   // the ring loops back
+        for (uint16_t i = 0; i < n; i++)
+            out.push_back(from_mbuf(pkts[i]));
+        rte_pktmbuf_free_bulk(pkts, n);
+        ASSERT_EQ(out.size(), frames.size());
+        for (size_t i = 0; i < out.size(); i++)
+            EXPECT_EQ(hex(out[i]), hex(expected_encap(frames[i], sport_of(out[i]), vni_a, v1_ip, v1_mac))) << i;
+        size_t bytes_out = 0;
+        for (const bytes& o : out)
+            bytes_out += o.size();
+        EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_packets.get() - tx_before, frames.size());
+        EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_bytes.get() - bytes_before, bytes_out);
+    }
     EXPECT_EQ(total_drops(), 0u);
 }
 
