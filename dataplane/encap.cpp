@@ -50,8 +50,7 @@ inline uint32_t load_u32(const void* p) noexcept {
 uint32_t inner_flow_hash(const rte_mbuf* m) noexcept {
     const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
     if (eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_IPV4) || m->data_len < ipv4_min_frame)
-        return crc32c_u32(load_u32(&eth->src_addr.addr_bytes[2]),
-                                  crc32c_u64(load_u64(eth), 0));
+        return crc32c_u32(load_u32(&eth->src_addr.addr_bytes[2]), crc32c_u64(load_u64(eth), 0));
     const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(eth + 1);
     uint32_t h = crc32c_u64(load_u64(&ip->src_addr), ip->next_proto_id);
     const uint16_t hl = rte_ipv4_hdr_len(ip);

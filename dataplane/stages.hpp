@@ -4,7 +4,8 @@
 // Private interface between the data-plane stages. process_burst() (classify.cpp) splits
 // by direction: frames from the uplink go to decap_burst(), frames from a container port
 // to encap_burst(). Both may hand single packets to the ARP/ICMP helpers (arp.cpp) and
-// end every packet in exactly one place: tx_enqueue(), drop() or the exception ring.
+// end every packet in exactly one place: tx_enqueue() (or tx_enqueue_bulk()), drop() or
+// the exception ring.
 #pragma once
 
 #include <bit>
@@ -120,17 +121,34 @@ inline void tx_enqueue(worker& w, uint16_t port, rte_mbuf* m) noexcept {
     b.bytes += rte_pktmbuf_pkt_len(m);   // m's first line is hot here, not at the flush
 }
 
-/// tx_enqueue() of `n` packets whose lengths sum to `bytes`, in one copy: a loop of
-/// tx_enqueue() reloads the buffer's count after every packet it writes headers into
-/// (stores through packet bytes may alias anything).
+/// tx_enqueue() of `n` (at most max_burst) packets whose lengths sum to `bytes`, copied
+/// in at once: a loop of tx_enqueue() reloads the buffer's count after every packet it
+/// writes headers into (stores through packet bytes may alias anything). A buffer the
+/// packets would overflow is filled up and sent, as tx_enqueue() would do it, so the
+/// driver still gets full bursts.
 inline void tx_enqueue_bulk(worker& w, uint16_t port, rte_mbuf* const* pkts, uint16_t n, uint32_t bytes) noexcept {
+    RTE_ASSERT(n <= max_burst);
     if (n == 0)
         return;
     tx_buffer& b = w.tx[port];
-    if (b.n + n > max_burst)
-        tx_send_buffer(w, port);   // non-empty, so on the dirty list: pkts are appended below
-    else if (b.n == 0)
+    if (b.n == 0)
         w.dirty[w.n_dirty++] = port;
+    const uint16_t room = static_cast<uint16_t>(max_burst - b.n);
+    if (n > room) {
+        // Rare (once per max_burst packets at most): the lengths of the packets that
+        // fill the buffer are summed here, the rest of `bytes` stays with the others.
+        uint32_t fill_bytes = 0;
+        for (uint16_t i = 0; i < room; i++) {
+            b.pkts[b.n + i] = pkts[i];
+            fill_bytes += rte_pktmbuf_pkt_len(pkts[i]);
+        }
+        b.n = max_burst;
+        b.bytes += fill_bytes;
+        bytes -= fill_bytes;
+        pkts += room;
+        n = static_cast<uint16_t>(n - room);
+        tx_send_buffer(w, port);   // stays on the dirty list: the rest is appended below
+    }
     std::memcpy(&b.pkts[b.n], pkts, n * sizeof(pkts[0]));
     b.n = static_cast<uint16_t>(b.n + n);
     b.bytes += bytes;

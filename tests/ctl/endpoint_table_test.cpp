@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include <rte_hash_crc.h>
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
@@ -74,6 +75,20 @@ std::vector<uint64_t> keys_homed_at(const endpoint_table& t, uint32_t home, size
         if (endpoint_home_index(t, endpoint_hash(nth_key(i))) == home)
             out.push_back(nth_key(i));
     return out;
+}
+
+// crc32c_u64/u32 (the CRC instruction itself where the compiler may use it) give what
+// DPDK's rte_hash_crc_8byte/4byte give: the same CRC32C, argument order included.
+TEST(crc32c, matches_rte_hash_crc) {
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 100000; i++) {
+        const uint64_t data = rng();
+        const auto init = static_cast<uint32_t>(rng());
+        ASSERT_EQ(crc32c_u64(data, init), rte_hash_crc_8byte(data, init)) << data << " " << init;
+        ASSERT_EQ(crc32c_u32(static_cast<uint32_t>(data), init), rte_hash_crc_4byte(static_cast<uint32_t>(data), init));
+    }
+    EXPECT_EQ(crc32c_u64(0, 0), rte_hash_crc_8byte(0, 0));
+    EXPECT_EQ(crc32c_u32(~0u, ~0u), rte_hash_crc_4byte(~0u, ~0u));
 }
 
 TEST(endpoint_table, keys_carry_the_mac_in_wire_order_and_the_slot_above) {

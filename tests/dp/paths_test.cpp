@@ -759,33 +759,41 @@ TEST_F(dp_paths, tx_flush_sends_and_counts) {
     EXPECT_EQ(w_->stats.ports[g_small.port_id].drops.get(), 25u);
 }
 
-// Encapsulated frames across a full TX buffer: the uplink is sent before it would
-// overflow, listed once in the dirty list, in order, with its packets and bytes counted.
-// Encapsulation appends a burst's frames to the buffer at once (tx_enqueue_bulk()):
-// 40 frames come as one run (worker bursts of 32 + 8: the full buffer is sent when the
-// 8 come) and as two runs of 20 (the 20 buffered are sent when 20 more would not fit).
+// Encapsulated frames across a full TX buffer: the uplink's buffer is filled up and sent
+// when more come, the port listed once in the dirty list, the frames in order, with
+// their packets and bytes counted on the port, the network and the VTEP. Encapsulation
+// appends a burst's frames at once (tx_enqueue_bulk()), so the runs below split the
+// frames differently around the buffer's 32: 40 in one run (worker bursts of 32 + 8),
+// 20 + 20 (12 fill the buffer, 8 wait after it), 10 + 22 (exactly full: it waits).
 TEST_F(dp_paths, encap_bursts_fill_the_uplink_buffer_in_order) {
     struct split {
-        std::vector<size_t> runs;
+        std::vector<uint16_t> runs;
         uint16_t sent_before_flush;
         uint16_t buffered;
     };
-    for (const split& sp : {split{{40}, 32, 8}, split{{20, 20}, 20, 20}}) {
-        SCOPED_TRACE("runs of " + std::to_string(sp.runs[0]));
-        const uint64_t tx_before = w_->stats.ports[g_uplink.port_id].tx_packets.get();
-        const uint64_t bytes_before = w_->stats.ports[g_uplink.port_id].tx_bytes.get();
+    auto& pc = w_->stats.ports[g_uplink.port_id];
+    const auto& nc = w_->stats.networks[tw_->network_slot(vni_a)];
+    const auto& vc = w_->stats.vteps[tw_->vtep_slot(v1_ip)];
+    for (const split& sp : {split{{40}, 32, 8}, split{{20, 20}, 32, 8}, split{{10, 22}, 0, 32}}) {
+        SCOPED_TRACE("first run " + std::to_string(sp.runs[0]));
+        const uint64_t tx_before = pc.tx_packets.get(), bytes_before = pc.tx_bytes.get();
+        const uint64_t net_before = nc.encap_packets.get(), net_bytes_before = nc.encap_bytes.get();
+        const uint64_t vtep_before = vc.tx_packets.get(), vtep_bytes_before = vc.tx_bytes.get();
         std::vector<bytes> frames;
-        for (uint16_t i = 0; i < 40; i++)
-            frames.push_back(udp_frame(r_mac, a_mac, a_ip, r_ip, 20, static_cast<uint16_t>(1000 + i)));
-        size_t at = 0;
-        for (size_t len : sp.runs) {
-            run(g_c1.port_id, std::vector<bytes>(frames.begin() + static_cast<long>(at),
-                                                 frames.begin() + static_cast<long>(at + len)));
-            at += len;
+        size_t inner_bytes = 0;
+        for (uint16_t run_len : sp.runs) {
+            std::vector<bytes> run_frames;
+            for (uint16_t i = 0; i < run_len; i++) {
+                const auto flow = static_cast<uint16_t>(1000 + frames.size());
+                run_frames.push_back(udp_frame(r_mac, a_mac, a_ip, r_ip, static_cast<uint16_t>(20 + flow % 7), flow));
+                inner_bytes += run_frames.back().size();
+                frames.push_back(run_frames.back());
+            }
+            run(g_c1.port_id, run_frames);
         }
         EXPECT_EQ(std::count(w_->dirty, w_->dirty + w_->n_dirty, g_uplink.port_id), 1);
         EXPECT_EQ(w_->tx[g_uplink.port_id].n, sp.buffered);
-        EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_packets.get() - tx_before, sp.sent_before_flush);
+        EXPECT_EQ(pc.tx_packets.get() - tx_before, sp.sent_before_flush);
         dp::tx_flush(*w_);
         EXPECT_EQ(w_->n_dirty, 0u);
         std::vector<bytes> out;
@@ -800,10 +808,47 @@ TEST_F(dp_paths, encap_bursts_fill_the_uplink_buffer_in_order) {
         size_t bytes_out = 0;
         for (const bytes& o : out)
             bytes_out += o.size();
-        EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_packets.get() - tx_before, frames.size());
-        EXPECT_EQ(w_->stats.ports[g_uplink.port_id].tx_bytes.get() - bytes_before, bytes_out);
+        EXPECT_EQ(bytes_out, inner_bytes + 50 * frames.size());
+        EXPECT_EQ(pc.tx_packets.get() - tx_before, frames.size());
+        EXPECT_EQ(pc.tx_bytes.get() - bytes_before, bytes_out);
+        EXPECT_EQ(nc.encap_packets.get() - net_before, frames.size());
+        EXPECT_EQ(nc.encap_bytes.get() - net_bytes_before, inner_bytes);
+        EXPECT_EQ(vc.tx_packets.get() - vtep_before, frames.size());
+        EXPECT_EQ(vc.tx_bytes.get() - vtep_bytes_before, bytes_out);
     }
     EXPECT_EQ(total_drops(), 0u);
+}
+
+// A frame whose mbuf has no room for the outer headers (our pools never make one) is a
+// counted drop between two frames that are encapsulated: freed once, left out of the
+// uplink's buffer and of every counter but the drop's.
+TEST_F(dp_paths, encap_without_headroom_is_dropped_alone) {
+    const unsigned avail_before = rte_mempool_avail_count(g_pool);
+    const bytes f0 = udp_frame(r_mac, a_mac, a_ip, r_ip, 20, 1);
+    const bytes f1 = udp_frame(r_mac, a_mac, a_ip, r_ip, 20, 2);
+    const bytes f2 = udp_frame(r_mac, a_mac, a_ip, r_ip, 20, 3);
+    rte_mbuf* pkts[3] = {to_mbuf(g_pool, f0), to_mbuf(g_pool, f1), to_mbuf(g_pool, f2)};
+    for (rte_mbuf* m : pkts)
+        ASSERT_NE(m, nullptr);
+    // f1 moved to 10 bytes from the buffer's start: 50 do not fit in front of it
+    std::memmove(static_cast<uint8_t*>(pkts[1]->buf_addr) + 10, rte_pktmbuf_mtod(pkts[1], void*), f1.size());
+    pkts[1]->data_off = 10;
+    ASSERT_EQ(from_mbuf(pkts[1]), f1);
+    dp::process_burst(*w_, g_c1.port_id, pkts, 3);
+
+    EXPECT_EQ(drops(drop_reason::malformed), 1u);
+    EXPECT_EQ(total_drops(), 1u);
+    EXPECT_EQ(w_->stats.ports[g_c1.port_id].drops.get(), 1u);
+    EXPECT_EQ(w_->tx[g_uplink.port_id].bytes, f0.size() + f2.size() + 2 * 50);
+    const auto& nc = w_->stats.networks[tw_->network_slot(vni_a)];
+    EXPECT_EQ(nc.encap_packets.get(), 2u);
+    EXPECT_EQ(nc.encap_bytes.get(), f0.size() + f2.size());
+    EXPECT_EQ(w_->stats.vteps[tw_->vtep_slot(v1_ip)].tx_packets.get(), 2u);
+    auto out = take(g_uplink.port_id);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(hex(out[0]), hex(expected_encap(f0, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
+    EXPECT_EQ(hex(out[1]), hex(expected_encap(f2, sport_of(out[1]), vni_a, v1_ip, v1_mac)));
+    EXPECT_EQ(rte_mempool_avail_count(g_pool), avail_before);
 }
 
 TEST_F(dp_paths, commands_are_executed_and_acknowledged) {
