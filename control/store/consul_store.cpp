@@ -601,16 +601,7 @@ asio::awaitable<kv_snapshot> consul_store::list(std::string prefix) {
 
 asio::awaitable<txn_result> consul_store::txn(std::vector<txn_op> ops) {
     const core_ptr c = core_;
-    for (const auto& op : ops) {
-        check_key(op.key);
-        if (op.lease != nullptr) {
-            const auto* cl = dynamic_cast<const consul_liveness*>(op.lease);
-            if (cl == nullptr || cl->core() != c)
-                throw std::invalid_argument("liveness handle does not belong to this store");
-            if (!cl->alive())
-                throw store_error("liveness session " + cl->id() + " has expired");
-        }
-    }
+    check_txn_ops<consul_liveness>(ops, c, check_key);
     // [docs txn] KV verbs; values are base64 in the request.
     json body = json::array();
     std::vector<size_t> origin;   // Consul op index -> ops index
@@ -631,6 +622,8 @@ asio::awaitable<txn_result> consul_store::txn(std::vector<txn_op> ops) {
                 add(i, json{{"Verb", "check-not-exists"}, {"Key", key}});
                 add(i, json{{"Verb", "lock"}, {"Key", key}, {"Value", b64_encode(op.value)}, {"Session", op.lease->id()}});
             }
+        } else if (op.what == txn_op::kind::put) {
+            add(i, json{{"Verb", "set"}, {"Key", key}, {"Value", b64_encode(op.value)}});
         } else if (op.mod_rev == 0) {
             add(i, json{{"Verb", "delete"}, {"Key", key}});
         } else {

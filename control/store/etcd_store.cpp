@@ -520,17 +520,7 @@ asio::awaitable<kv_snapshot> etcd_store::list(std::string prefix) {
 
 asio::awaitable<txn_result> etcd_store::txn(std::vector<txn_op> ops) {
     const core_ptr c = core_;
-    for (const auto& op : ops) {
-        if (!valid_key(op.key))
-            throw std::invalid_argument("invalid store key \"" + op.key + "\"");
-        if (op.lease != nullptr) {
-            const auto* el = dynamic_cast<const etcd_liveness*>(op.lease);
-            if (el == nullptr || el->core() != c)
-                throw std::invalid_argument("liveness handle does not belong to this store");
-            if (!el->alive())
-                throw store_error("liveness handle " + el->id() + " has expired");
-        }
-    }
+    check_txn_ops<etcd_liveness>(ops, c, check_store_key);
     // Compares for the conditional ops; on failure etcd runs one range per compared key
     // in the same revision, which tells which condition failed.
     json compare = json::array();
@@ -545,6 +535,9 @@ asio::awaitable<txn_result> etcd_store::txn(std::vector<txn_op> ops) {
             if (op.lease != nullptr)
                 put["lease"] = op.lease->id();
             success.push_back({{"request_put", std::move(put)}});
+        } else if (op.what == txn_op::kind::put) {
+            success.push_back({{"request_put", {{"key", key}, {"value", b64_encode(op.value)}}}});
+            continue;
         } else {
             if (op.mod_rev != 0)
                 compare.push_back(

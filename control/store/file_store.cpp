@@ -408,23 +408,16 @@ asio::awaitable<kv_snapshot> file_store::list(std::string prefix) {
 }
 
 asio::awaitable<txn_result> file_store::txn(std::vector<txn_op> ops) {
-    for (const auto& op : ops) {
-        if (!valid_key(op.key))
-            throw std::invalid_argument("invalid store key \"" + op.key + "\"");
-        if (op.lease != nullptr) {
-            const auto* fl = dynamic_cast<const file_liveness*>(op.lease);
-            if (fl == nullptr || fl->core() != core_)
-                throw std::invalid_argument("liveness handle does not belong to this store");
-        }
-    }
+    check_txn_ops<file_liveness>(ops, core_, check_store_key);
     co_return core_->mutate([&](file_state& st, uint64_t rev) {
         txn_result r;
         // Check every condition first: all or nothing.
         for (const auto& op : ops) {
             auto it = st.keys.find(op.key);
-            const bool fails = op.what == txn_op::kind::create
-                                   ? it != st.keys.end()
-                                   : op.mod_rev != 0 && (it == st.keys.end() || it->second.mod_rev != op.mod_rev);
+            const bool fails = op.what == txn_op::kind::create   ? it != st.keys.end()
+                               : op.what == txn_op::kind::remove ? op.mod_rev != 0 && (it == st.keys.end() ||
+                                                                                        it->second.mod_rev != op.mod_rev)
+                                                                 : false;
             if (fails) {
                 r.failed_key = op.key;
                 r.revision = st.revision;
@@ -437,6 +430,11 @@ asio::awaitable<txn_result> file_store::txn(std::vector<txn_op> ops) {
         for (const auto& op : ops) {
             if (op.what == txn_op::kind::create) {
                 st.keys[op.key] = entry{op.value, rev, rev, op.lease ? op.lease->id() : std::string{}};
+                changed = true;
+            } else if (op.what == txn_op::kind::put) {
+                auto it = st.keys.find(op.key);
+                const uint64_t created = it != st.keys.end() ? it->second.create_rev : rev;
+                st.keys[op.key] = entry{op.value, created, rev, std::string{}};
                 changed = true;
             } else {
                 changed |= st.keys.erase(op.key) > 0;

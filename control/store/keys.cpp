@@ -86,6 +86,11 @@ bool valid_name(std::string_view name) {
     return true;
 }
 
+void check_store_key(std::string_view key) {
+    if (!valid_key(key))
+        throw std::invalid_argument("invalid store key \"" + std::string(key) + "\"");
+}
+
 bool valid_key(std::string_view key) {
     if (key.empty() || key.front() == '/')
         return false;
@@ -133,6 +138,7 @@ namespace keys {
 std::string nets_prefix() { return std::string(root) + "nets/"; }
 std::string net_prefix(std::string_view id) { return nets_prefix() + std::string(id) + '/'; }
 std::string net_meta(std::string_view id) { return net_prefix(id) + "meta"; }
+std::string alloc_cursor(std::string_view id) { return net_prefix(id) + "alloc"; }
 std::string endpoints_prefix(std::string_view id) { return net_prefix(id) + "eps/"; }
 std::string endpoint(std::string_view id, uint32_t ip) { return endpoints_prefix(id) + format_ipv4(ip); }
 std::string endpoint_name(std::string_view id, std::string_view name) {

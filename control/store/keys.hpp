@@ -10,6 +10,8 @@
 //   overpass/v1/subnets/<a.b.c.d_len>  persistent  "<id>"   create-only claim
 //   overpass/v1/hosts/<host-id>        ephemeral   host_record
 //   overpass/v1/nets/<id>/eps/<ip>     ephemeral   endpoint_record (IP claim + peer record)
+//   overpass/v1/nets/<id>/epnames/<n>  ephemeral   "<ip>"   name claim, same txn as the IP claim
+//   overpass/v1/nets/<id>/alloc        persistent  "<ip>"   the address handed out last
 #pragma once
 
 #include <array>
@@ -52,6 +54,8 @@ ipv4_prefix parse_prefix(std::string_view s);
 bool valid_name(std::string_view name);
 /// Consul's key alphabet [A-Za-z0-9,-_./], no leading '/', no empty components.
 bool valid_key(std::string_view key);
+/// valid_key, or std::invalid_argument naming the key.
+void check_store_key(std::string_view key);
 
 /// Docker's MAC scheme: 02:42 followed by the four IPv4 bytes.
 std::array<uint8_t, 6> mac_for_ip(uint32_t ip);
@@ -76,6 +80,9 @@ std::string endpoint(std::string_view net_id, uint32_t ip);
 /// Ephemeral claim of an endpoint name in a network (value: its address), created in the
 /// same transaction as the address claim so that two hosts cannot both take a name.
 std::string endpoint_name(std::string_view net_id, std::string_view name);
+/// The address the network handed out last (persistent, dotted quad): allocation goes on
+/// after it, so that a freed address is handed out again only after the rest of the pool.
+std::string alloc_cursor(std::string_view net_id);
 std::string names_prefix();
 std::string name(std::string_view net_name);
 std::string vnis_prefix();

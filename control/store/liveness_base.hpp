@@ -12,6 +12,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>   // std::exchange, used but not included by Boost 1.74's awaitable.hpp
 #include <vector>
@@ -89,5 +90,24 @@ protected:
     explicit liveness_base(std::shared_ptr<State> st) : st_(std::move(st)) {}
     std::shared_ptr<State> st_;
 };
+
+/// The checks every backend makes on a transaction before it runs: each key passes the
+/// backend's rule (`check_key` throws std::invalid_argument), and a lease is bound only to
+/// a create, belongs to this store (`Handle::core()` equals `core`) and is still alive.
+template <typename Handle, typename Core, typename CheckKey>
+void check_txn_ops(const std::vector<txn_op>& ops, const Core& core, CheckKey check_key) {
+    for (const txn_op& op : ops) {
+        check_key(op.key);
+        if (op.lease == nullptr)
+            continue;
+        if (op.what != txn_op::kind::create)
+            throw std::invalid_argument("only a create can be bound to a liveness handle (key \"" + op.key + "\")");
+        const auto* h = dynamic_cast<const Handle*>(op.lease);
+        if (h == nullptr || h->core() != core)
+            throw std::invalid_argument("liveness handle does not belong to this store");
+        if (!h->alive())
+            throw store_error("liveness handle " + h->id() + " has expired");
+    }
+}
 
 } // namespace overpass::ctl

@@ -78,6 +78,7 @@ struct txn_op {
     enum class kind {
         create,   ///< put only if the key is absent; bound to `lease` if non-null
         remove,   ///< delete; if mod_rev != 0, only if the key's mod_rev equals it
+        put,      ///< write whether or not the key exists (never bound to a lease)
     } what = kind::create;
     std::string key;
     std::string value;
@@ -88,6 +89,7 @@ struct txn_op {
         return {kind::create, std::move(k), std::move(v), 0, l};
     }
     static txn_op remove(std::string k, uint64_t rev = 0) { return {kind::remove, std::move(k), {}, rev, nullptr}; }
+    static txn_op put(std::string k, std::string v) { return {kind::put, std::move(k), std::move(v), 0, nullptr}; }
 };
 
 struct txn_result {
@@ -120,7 +122,8 @@ public:
 
     /// All ops or none. A create on an existing key, or a remove whose mod_rev does not
     /// match, fails the whole transaction (succeeded=false, failed_key set); a remove of
-    /// an absent key without mod_rev is not a failure. Throws store_error / invalid_argument.
+    /// an absent key without mod_rev is not a failure, and a put has no condition. Throws
+    /// store_error / invalid_argument (also for a put with a lease).
     virtual boost::asio::awaitable<txn_result> txn(std::vector<txn_op> ops) = 0;
 
     /// Opens a liveness handle for `owner` (the host id) with the given TTL.

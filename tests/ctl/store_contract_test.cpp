@@ -938,6 +938,36 @@ TEST_P(store_contract, remove_absent_without_mod_rev_is_not_a_failure) {
     EXPECT_EQ(keys(*b), std::vector<std::string>{k("fresh")});
 }
 
+TEST_P(store_contract, put_writes_whether_or_not_the_key_exists) {
+    std::vector<txn_op> first{txn_op::put(k("cur"), "1")};
+    ASSERT_TRUE(run(io, a->txn(first)).succeeded) << "a put creates an absent key";
+    const kv_item created = run(io, b->list(k("cur"))).items.at(0);
+    EXPECT_EQ(created.value, "1");
+
+    std::vector<txn_op> again{txn_op::put(k("cur"), "2"), txn_op::create(k("other"), "x")};
+    const txn_result r = run(io, b->txn(again));
+    ASSERT_TRUE(r.succeeded) << "a put has no condition";
+    const kv_item overwritten = run(io, a->list(k("cur"))).items.at(0);
+    EXPECT_EQ(overwritten.value, "2");
+    EXPECT_EQ(overwritten.create_rev, created.create_rev) << "an overwrite keeps the key's create revision";
+    EXPECT_EQ(overwritten.mod_rev, r.revision);
+
+    // In a transaction that fails, the put is not applied either.
+    std::vector<txn_op> failing{txn_op::put(k("cur"), "3"), txn_op::create(k("other"), "y")};
+    const txn_result f = run(io, a->txn(failing));
+    EXPECT_FALSE(f.succeeded);
+    EXPECT_EQ(f.failed_key, k("other"));
+    EXPECT_EQ(run(io, b->list(k("cur"))).items.at(0).value, "2");
+
+    // Only a create may be bound to a liveness handle.
+    auto lease = run(io, a->open_liveness("host-a", 5s));
+    txn_op bound = txn_op::put(k("cur"), "4");
+    bound.lease = lease.get();
+    std::vector<txn_op> with_lease{bound};
+    EXPECT_THROW(run(io, a->txn(with_lease)), std::invalid_argument);
+    run(io, lease->release());
+}
+
 TEST_P(store_contract, ephemeral_keys_vanish_on_release) {
     auto lease = run(io, a->open_liveness("host-a", 5s));
     ASSERT_TRUE(lease->alive());
