@@ -27,6 +27,11 @@ namespace {
 constexpr uint32_t pool_base = 0x0a000000;
 constexpr uint16_t min_mtu = 576;
 constexpr int max_txn_attempts = 5;
+// Passes over an address pool whose free addresses were all claimed by someone else
+// meanwhile or held back by the store; 5 passes 400 ms apart outlast overpassd's default
+// Consul lock-delay (1 s).
+constexpr int alloc_rounds = 5;
+constexpr std::chrono::milliseconds alloc_retry_pause{400};
 
 rte_ether_addr to_ether(const std::array<uint8_t, 6>& m) {
     rte_ether_addr a;
@@ -394,6 +399,7 @@ asio::awaitable<void> agent::remove_network(std::string name) {
             meta_rev = item.mod_rev;
     std::vector<txn_op> ops;
     ops.push_back(txn_op::remove(keys::net_meta(m.id), meta_rev));
+    ops.push_back(txn_op::remove(keys::alloc_cursor(m.id)));
     // Release only the claims this network holds.
     for (const std::string& claim : {keys::name(m.name), keys::vni(m.vni), keys::subnet(m.subnet)}) {
         const kv_snapshot found = co_await store_.list(claim);
@@ -419,49 +425,79 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
         throw api_error(503, "not registered in the store (session lost); try again shortly");
     const net_meta m = co_await find_network(req.network);
 
-    const kv_snapshot eps = co_await store_.list(keys::endpoints_prefix(m.id));
-    std::set<uint32_t> taken;
-    for (const auto& item : eps.items) {
-        const keys::parsed k = keys::parse(item.key);
-        if (k.what != keys::parsed::kind::endpoint)
-            continue;
-        taken.insert(k.ip);
-        try {
-            if (endpoint_record_from_value(item.value).name == req.name)
-                throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
-        } catch (const api_error&) {
-            throw;
-        } catch (const std::exception&) {
-        }
-    }
-
     endpoint_info info{m.name, m.id, req.name, 0, m.subnet.len, {}, cfg_.host_id, cfg_.vtep_ip,
                        req.netns.empty() ? "vhost" : "tap"};
     local_endpoint ep;
-    // First free host address after the gateway, wrapping around; claim it, and on a
-    // lost race (another host, same moment) move on to the next one.
-    const uint32_t first = m.subnet.addr + 1;
-    const uint32_t last = m.subnet.broadcast() - 1;
-    const uint32_t span = last >= first ? last - first + 1 : 0;
+    ep.name_key = keys::endpoint_name(m.id, req.name);
+    const std::string cursor_key = keys::alloc_cursor(m.id);
+    std::optional<std::string> prev_cursor;   ///< the cursor's value before our claim (none: absent)
+    // Addresses are handed out in turn, after the one handed out last (the network's
+    // cursor) and wrapping around, so that a freed address comes back only after the rest
+    // of the pool: a host that stalls past its TTL finds its addresses still free. A claim
+    // that fails although the listing showed the address free lost a race with another
+    // host, or the store holds the address back for a moment (Consul refuses to lock a key
+    // for the lock-delay after the session that held it ended): when a pass claimed
+    // nothing for that reason, read the pool again and retry.
     bool claimed = false;
-    for (uint32_t i = 0; i < span && !claimed; i++) {
-        const uint32_t ip = first + (m.gateway - first + 1 + i) % span;
-        if (ip == m.gateway || taken.contains(ip))
-            continue;
-        info.ip = ip;
-        info.mac = format_mac(mac_for_ip(ip));
-        ep.key = keys::endpoint(m.id, ip);
-        ep.name_key = keys::endpoint_name(m.id, req.name);
-        ep.value = to_value(endpoint_record{info.name, info.mac, info.host, info.vtep, info.kind});
-        // Address and name in one transaction: the listing above only saw the past, and
-        // another host may attach the same name at this very moment.
-        std::vector<txn_op> ops;
-        ops.push_back(txn_op::create(ep.key, ep.value, lease_.get()));
-        ops.push_back(txn_op::create(ep.name_key, format_ipv4(ip), lease_.get()));
-        const txn_result r = co_await store_.txn(std::move(ops));
-        if (!r.succeeded && r.failed_key == ep.name_key)
-            throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
-        claimed = r.succeeded;
+    for (int round = 0; round < alloc_rounds && !claimed; round++) {
+        if (round > 0) {
+            asio::steady_timer pause(io_, alloc_retry_pause);
+            co_await pause.async_wait(asio::use_awaitable);
+        }
+        const kv_snapshot pool = co_await store_.list(keys::net_prefix(m.id));
+        std::set<uint32_t> taken;
+        uint32_t cursor = m.gateway;
+        prev_cursor.reset();
+        for (const auto& item : pool.items) {
+            if (item.key == cursor_key) {
+                prev_cursor = item.value;
+                if (const auto ip = parse_ipv4(item.value); ip && m.subnet.contains(*ip))
+                    cursor = *ip;
+                continue;
+            }
+            const keys::parsed k = keys::parse(item.key);
+            if (k.what != keys::parsed::kind::endpoint)
+                continue;
+            taken.insert(k.ip);
+            std::optional<endpoint_record> rec;
+            try {
+                rec = endpoint_record_from_value(item.value);
+            } catch (const std::exception&) {
+            }
+            if (rec && rec->name == req.name)
+                throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
+        }
+        const uint32_t first = m.subnet.addr + 1;
+        const uint32_t last = m.subnet.broadcast() - 1;
+        const uint32_t span = last >= first ? last - first + 1 : 0;
+        const uint32_t after = cursor >= first && cursor <= last ? cursor : first;
+        bool contended = false;
+        for (uint32_t i = 0; i < span && !claimed; i++) {
+            const uint32_t ip = first + (after - first + 1 + i) % span;
+            if (ip == m.gateway || taken.contains(ip))
+                continue;
+            info.ip = ip;
+            info.mac = format_mac(mac_for_ip(ip));
+            ep.key = keys::endpoint(m.id, ip);
+            ep.value = to_value(endpoint_record{info.name, info.mac, info.host, info.vtep, info.kind});
+            // Address, name and cursor in one transaction: the listing above only saw the
+            // past, and another host may attach the same name at this very moment.
+            std::vector<txn_op> ops;
+            ops.push_back(txn_op::create(ep.key, ep.value, lease_.get()));
+            ops.push_back(txn_op::create(ep.name_key, format_ipv4(ip), lease_.get()));
+            ops.push_back(txn_op::put(cursor_key, format_ipv4(ip)));
+            const txn_result r = co_await store_.txn(std::move(ops));
+            if (!r.succeeded && r.failed_key == ep.name_key)
+                throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
+            claimed = r.succeeded;
+            contended |= !r.succeeded;
+        }
+        if (!contended)
+            break;
+        if (!claimed && round + 1 < alloc_rounds)
+            OVP_LOG(INFO, "attach %s: every free address of network \"%s\" was claimed meanwhile or is held back "
+                          "by the store; reading the pool again (pass %d of %d)",
+                    req.name.c_str(), m.name.c_str(), round + 2, alloc_rounds);
     }
     if (!claimed)
         throw api_error(507, "address pool of network \"" + m.name + "\" (" + m.subnet.str() + ") is exhausted");
@@ -503,6 +539,8 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
             std::vector<txn_op> undo;
             undo.push_back(txn_op::remove(ep.key));
             undo.push_back(txn_op::remove(ep.name_key));
+            // The address was never used: the next attach may take it again.
+            undo.push_back(prev_cursor ? txn_op::put(cursor_key, *prev_cursor) : txn_op::remove(cursor_key));
             co_await store_.txn(std::move(undo));
         } catch (const std::exception& e) {
             OVP_LOG(WARNING, "rollback of %s: %s", ep.key.c_str(), e.what());

@@ -20,9 +20,12 @@
 #       expire afterwards;
 #   (d) kill -9 of host2's overpassd: within the liveness bound (etcd: lease TTL 10 s
 #       + margin; Consul: session TTL 10 s x 2 + renew period TTL/3 + margin) host1
-#       forgets host2 and its endpoints, and their addresses return to the pool (new
-#       attaches on host1 get exactly host2's former addresses). Real time: the fake
-#       Consul's clock is not advanced.
+#       forgets host2 and its endpoints, and their addresses return to the pool, last:
+#       new attaches on host1 get the addresses after the last one handed out, none of
+#       host2's; in a full /29 (pool-net) they get exactly host2's former ones, read
+#       from the store as it is now (on Consul, right after the session's end, while
+#       the lock-delay still holds the keys). Real time: the fake Consul's clock is not
+#       advanced.
 # (e) runs before (d) so that the outage happens with both hosts alive.
 # Usage: cluster_store.sh KIND BUILD_DIR (normally through cluster_etcd.sh /
 # cluster_consul.sh)   Exit: 0 pass, 1 fail, 77 skip (not root / no store binary).
@@ -416,8 +419,35 @@ phase_ms[e]=$(since_ms "$t")
 ovp_pass "(e) changes after the outage converge on host2; all ${#names[@]} endpoints still listed $(since_ms "$t_up") ms after $STORE came back"
 
 # ---------------------------------------------------------------------------------
-ovp_step "(d) kill -9 overpassd on host2: host1 forgets it within the liveness bound (${LEASE_BOUND} s, real time)"
+ovp_step "(d) pool-net 10.0.4.0/29 filled: s1 s2 on host2, s3 s4 s5 on host1; a sixth is refused"
 t=${EPOCHREALTIME/[.,]/}
+ovp_cli host1 network create --subnet 10.0.4.0/29 pool-net || fail "network create pool-net on host1"
+pool_net_on_host2() { ovp_cli_has host2 pool-net network ls; }
+ovp_eventually 15 pool_net_on_host2 || fail "host2 does not list pool-net"
+declare -A pool_ip=()
+pool_attach() {  # DAEMON NAME: attaches NAME into pool-net, sets pool_ip[NAME]
+    local out
+    ovp_container_add "$2-$id"
+    out=$(ovp_cli "$1" endpoint attach --network pool-net --name "$2" --netns "$2-$id" 2>&1) \
+        || fail "attach $2 on $1 into pool-net: $out"
+    pool_ip[$2]=$(awk '{sub("/.*", "", $2); print $2}' <<<"$out")
+}
+pool_attach host2 s1
+pool_attach host2 s2
+pool_attach host1 s3
+pool_attach host1 s4
+pool_attach host1 s5
+got="${pool_ip[s1]} ${pool_ip[s2]} ${pool_ip[s3]} ${pool_ip[s4]} ${pool_ip[s5]}"
+[[ "$got" == "10.0.4.2 10.0.4.3 10.0.4.4 10.0.4.5 10.0.4.6" ]] \
+    || fail "s1..s5 got '$got', expected 10.0.4.2 to 10.0.4.6 in turn"
+ovp_container_add "s6-$id"
+out=$(ovp_cli host1 endpoint attach --network pool-net --name s6 --netns "s6-$id" 2>&1) \
+    && fail "attach s6 into a full pool-net succeeded: $out"
+grep -q exhausted <<<"$out" || fail "attach s6 into a full pool-net: '$out', expected 'exhausted'"
+ovp_pass "pool-net full: $got handed out in turn, the sixth attach refused"
+
+ovp_step "(d) kill -9 overpassd on host2: host1 forgets it within the liveness bound (${LEASE_BOUND} s, real time)"
+
 h2_names=()
 h2_ips=()
 for c in "${names[@]}"; do
@@ -462,8 +492,25 @@ done
 rm -rf -- "/var/run/dpdk/overpass-host2-$id" "${OVP_SOCK[host2]}"
 ovp_pass "no TAP of host2 left"
 
-ovp_step "(d) the addresses return to the pool: ${#h2_names[@]} new attaches on host1 get exactly host2's former ones"
+ovp_step "(d) a full pool gets host2's addresses back: attach t1 t2 on host1 into pool-net at once"
+# Right after host1 stopped listing host2's endpoints: on Consul the lock-delay of
+# host2's ended session may still hold the keys for a moment; the allocator waits it out.
+pool_attach host1 t1
+pool_attach host1 t2
+got="${pool_ip[t1]} ${pool_ip[t2]}"
+[[ "$got" == "10.0.4.2 10.0.4.3" ]] || fail "t1 t2 got '$got', expected host2's former '10.0.4.2 10.0.4.3', the only free ones"
+ovp_pass "(d) t1 t2 got host2's former $got in pool-net"
+
+ovp_step "(d) freed addresses come back last: ${#h2_names[@]} new attaches on host1 go on after the last one handed out"
+top=0
+for c in "${names[@]}"; do
+    o=${EP_IP[$c]##*.}
+    ((o > top)) && top=$o
+done
+want=""
+for ((i = 1; i <= ${#h2_names[@]}; i++)); do want+="10.0.2.$((top + i)) "; done
 new_ips=()
+
 for ((i = 1; i <= ${#h2_names[@]}; i++)); do
     ovp_container_add "r$i-$id"
     host_of[r$i]=host1
@@ -473,13 +520,13 @@ for ((i = 1; i <= ${#h2_names[@]}; i++)); do
     ovp_check_eth0 "r$i-$id" "${EP_CIDR[r$i]}" "${EP_MAC[r$i]}" 1450 "$gw" || fail "r$i eth0"
     new_ips+=("${EP_IP[r$i]}")
 done
-want=$(printf '%s\n' "${h2_ips[@]}" | sort -V | tr '\n' ' ')
 got=$(printf '%s\n' "${new_ips[@]}" | sort -V | tr '\n' ' ')
-ovp_info "host2 had: $want; new attaches on host1 got: $got"
-[[ "$want" == "$got" ]] || fail "new attaches got '$got', expected host2's freed addresses '$want' (lowest free first)"
+ovp_info "host2 had: ${h2_ips[*]}; the highest address handed out was 10.0.2.$top; new attaches on host1 got: $got"
+[[ "$want" == "$got" ]] || fail "new attaches got '$got', expected '$want' (after the last address handed out; host2's wait)"
+
 ovp_ping_ok "r1-$id" app1 2 15 || fail "ping r1 -> app1 by name"
 phase_ms[d]=$(since_ms "$t")
-ovp_pass "(d) host2's addresses reused"
+ovp_pass "(d) new attaches got $got, after the last address handed out"
 
 # ---------------------------------------------------------------------------------
 ovp_step "stop host1 (SIGTERM) and $STORE; cleanup leaves nothing"

@@ -230,6 +230,34 @@ TEST_F(api_cli_test, pool_exhausted_on_a_slash_30) {
     EXPECT_EQ(r.err, "overpass: address pool of network \"tiny\" (10.9.0.0/30) is exhausted\n");
 }
 
+// Addresses are handed out in turn: a freed one comes back only after the rest of the
+// pool, and then from the current state of the store.
+TEST_F(api_cli_test, addresses_are_handed_out_in_turn) {
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.7.0.0/29", "turn"}).code, 0);   // .2 to .6
+    const auto attach = [this](const char* name) {
+        const auto r = cli({"endpoint", "attach", "--network", "turn", "--name", name, "--netns", name});
+        return r.code == 0 ? r.out.substr(r.out.find(' ') + 1, r.out.find('/') - r.out.find(' ') - 1) : r.err;
+    };
+    EXPECT_EQ(attach("a"), "10.7.0.2");
+    EXPECT_EQ(attach("b"), "10.7.0.3");
+    EXPECT_EQ(attach("c"), "10.7.0.4");
+    ASSERT_EQ(cli({"endpoint", "detach", "b"}).code, 0);
+    EXPECT_EQ(attach("d"), "10.7.0.5") << "the freed 10.7.0.3 waits for the rest of the pool";
+    EXPECT_EQ(attach("e"), "10.7.0.6");
+    EXPECT_EQ(attach("f"), "10.7.0.3") << "after the last address, the allocation wraps around";
+    EXPECT_EQ(attach("g"), "overpass: address pool of network \"turn\" (10.7.0.0/29) is exhausted\n");
+    ASSERT_EQ(cli({"endpoint", "detach", "a"}).code, 0);
+    EXPECT_EQ(attach("h"), "10.7.0.2");
+
+    for (const char* e : {"c", "d", "e", "f", "h"})
+        ASSERT_EQ(cli({"endpoint", "detach", e}).code, 0) << e;
+    ASSERT_EQ(cli({"network", "rm", "turn"}).code, 0);
+    boost::asio::io_context io2;   // a reader of its own: `io` runs on the API's thread
+    file_store reader{io2, dir.file("store.json")};
+    const kv_snapshot left = test::run(io2, reader.list(keys::nets_prefix()));
+    EXPECT_TRUE(left.items.empty()) << "network rm leaves " << left.items.front().key;
+}
+
 // Another host claiming the same endpoint name at the same moment: the name claim is
 // made in the same transaction as the address claim, so exactly one host gets the name,
 // and the loser keeps neither the address nor a half-made endpoint.
