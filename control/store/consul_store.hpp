@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (every call and every callback on the control io_context)
 //
-// The Consul backend (store-notes §1, §5.2): Consul's HTTP API (`/v1/...`) over HTTP/1.1
+// The Consul backend: Consul's HTTP API (`/v1/...`) over HTTP/1.1
 // keep-alive through Beast (http_client) on the control thread's io_context.
 //
 //  - URL: `consul://HOST[:PORT][/PREFIX]` (port 8500 by default) or

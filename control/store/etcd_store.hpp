@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (every call and every callback on the control io_context)
 //
-// The etcd v3 backend (store-notes §4, §5.3): HTTP/1.1 to the JSON gateway (`/v3/...`,
+// The etcd v3 backend: HTTP/1.1 to the JSON gateway (`/v3/...`,
 // etcd >= 3.4) through Beast on the control thread's io_context.
 //
 //  - URL: `etcd://HOST:PORT[/NAMESPACE]`. NAMESPACE is an optional extra key prefix that

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (every call and every callback on the control io_context)
 //
-// The backend-neutral store interface (store-notes §5.1). Backends: file://
+// The backend-neutral store interface. Backends: file://
 // (file_store), etcd:// (etcd_store, the v3 JSON gateway over HTTP through Beast on the
 // same io_context, which is why every operation is an awaitable) and consul:// /
 // consul+https:// (consul_store).

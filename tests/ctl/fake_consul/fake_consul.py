@@ -6,7 +6,6 @@ Independent of overpass' client code on purpose: every rule below comes from
 Consul's documentation (developer.hashicorp.com/consul/api-docs/...) or, where
 the docs are silent, from Consul's own source (github.com/hashicorp/consul).
 The rule-to-source mapping is in the comments ("[docs kv]", "[src kvs.go]" ...).
-Project notes: /work/shared/reference/store-notes.md sections 1, 5.2, 5.6.
 
 Implemented: KV (/v1/kv), blocking queries, sessions (/v1/session), KV
 transactions (/v1/txn), a single ACL token, /v1/status/leader|peers, a
