@@ -38,11 +38,11 @@
 #include "control/metrics/exporter.hpp"
 #include "control/options.hpp"
 #include "control/ports/port_manager.hpp"
-#include "control/ports/workers.hpp"
+#include "control/ports/worker_pool.hpp"
 #include "control/publish/table_writer.hpp"
 #include "control/slowpath.hpp"
 #include "control/store/store.hpp"
-#include "control/sync/agent.hpp"
+#include "control/cluster/agent.hpp"
 
 namespace asio = boost::asio;
 using namespace overpass;

@@ -29,7 +29,6 @@ namespace overpass::dp {
 
 namespace {
 
-constexpr uint16_t ipv4_min_frame = eth_len + sizeof(rte_ipv4_hdr);
 constexpr rte_be32_t vxlan_i_flag = RTE_BE32(0x08000000);
 
 /// Outer IPv4 header checksum: trust the NIC when it checked, compute otherwise.

@@ -27,7 +27,6 @@ namespace overpass::dp {
 
 namespace {
 
-constexpr uint16_t ipv4_min_frame = eth_len + sizeof(rte_ipv4_hdr);
 constexpr uint16_t vxlan_src_port_base = 49152;   // RFC 7348: 49152-65535 recommended
 constexpr uint64_t mac_bits = 0xffffffffffffULL;   // a MAC's 6 bytes in a little-endian 8-byte load
 
@@ -221,80 +220,6 @@ uint64_t dst_key(const rte_mbuf* m, uint16_t slot) noexcept {
     return (load_u64(rte_pktmbuf_mtod(m, const void*)) & mac_bits) | uint64_t{slot} << 48;
 }
 
-/// The endpoint cache's set for a key's hash (endpoint_hash()).
-endpoint_cache::set& cache_set(worker& w, uint32_t hash) noexcept {
-    return w.ep_cache.set_of[hash & (endpoint_cache::sets - 1)];
-}
-
-/// An entry's generation bits against `gen_tag` (generation << value_bits).
-bool cache_current(const endpoint_cache::entry& e, uint64_t gen_tag) noexcept {
-    return (e.tagged & ~endpoint_cache::value_mask) == gen_tag;
-}
-
-/// The value cached for `key` under the generation `gen_tag`, if any.
-bool cache_lookup(const endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, uint32_t& value) noexcept {
-    for (const endpoint_cache::entry& e : s.way) {
-        if (e.key == key && cache_current(e, gen_tag)) {
-            value = static_cast<uint32_t>(e.tagged & endpoint_cache::value_mask);
-            return true;
-        }
-    }
-    return false;
-}
-
-/// Caches what the endpoints table answered for `key` under `gen_tag`, into a way that holds
-/// nothing current if there is one. In a full set the new entry replaces ways 1-3 in
-/// turn and way 0 stays, except on one insert in 32 (bimodal insertion): destinations
-/// cycling through more keys than a set holds keep a quarter of it hitting instead of
-/// evicting each other in turn, and way 0 still ages.
-void cache_insert(worker& w, endpoint_cache::set& s, uint64_t key, uint64_t gen_tag, uint32_t value) noexcept {
-    constexpr uint32_t ways = endpoint_cache::ways;
-    uint32_t victim = ways;
-    for (uint32_t i = 0; i < ways; i++) {
-        const endpoint_cache::entry& e = s.way[i];
-        if (!cache_current(e, gen_tag)) {
-            if (victim == ways)
-                victim = i;
-        } else if (e.key == key) {
-            return;   // the same key twice in one burst
-        }
-    }
-    if (victim == ways) {
-        const uint32_t n = ++w.ep_cache.full_inserts;
-        victim = (n & 31) == 0 ? 0 : 1 + n % (ways - 1);
-    }
-    s.way[victim] = {key, gen_tag | value};
-}
-
-/// Whether this burst uses the endpoint cache. While it answers less than half of the
-/// lookups (more active destinations than it holds), only one burst in 16 probes and
-/// fills it: a cache that mostly misses costs more than it saves, in its own probes and
-/// inserts and in the L2 lines it takes from the endpoints table. The probing bursts
-/// keep measuring, so it comes back on when the destinations fit again.
-bool cache_probing(worker& w) noexcept {
-    if (!w.use_endpoint_cache)
-        return false;
-    endpoint_cache& c = w.ep_cache;
-    if (c.skip_bursts == 0)
-        return true;
-    c.skip_bursts--;
-    return false;
-}
-
-/// Accounts one probing burst's lookups and hits; a full window decides whether the
-/// cache is missing, and while it is, each probing burst is followed by skipping ones.
-void cache_account(worker& w, uint32_t lookups, uint32_t hits) noexcept {
-    endpoint_cache& c = w.ep_cache;
-    c.window_lookups += lookups;
-    c.window_hits += hits;
-    if (c.window_lookups >= endpoint_cache::window) {
-        c.missing = c.window_hits * 2 < c.window_lookups;
-        c.window_lookups = c.window_hits = 0;
-    }
-    if (c.missing)
-        c.skip_bursts = endpoint_cache::skip_when_missing;
-}
-
 /// Known unicast of one burst: endpoints from the worker's cache when `cached`, the
 /// rest from the endpoints table (`keys` and `hashes`; the parse loop prefetched their
 /// buckets, or the cache's sets when `cached`); a remote endpoint's value names its
@@ -313,19 +238,19 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
         uint8_t miss_at[max_burst];
         uint16_t n_miss = 0;
         for (uint16_t i = 0; i < n_uni; i++) {
-            if (!cache_lookup(cache_set(w, hashes[i]), keys[i], gen_tag, value[i])) {
+            if (!cache_lookup(cache_set(w.ep_cache, hashes[i]), keys[i], gen_tag, value[i])) {
                 endpoint_prefetch(table, hashes[i]);
                 miss_at[n_miss++] = static_cast<uint8_t>(i);
             }
         }
         w.stats.endpoint_cache_hits.add(n_uni - n_miss);
         w.stats.endpoint_cache_misses.add(n_miss);
-        cache_account(w, n_uni, n_uni - n_miss);
+        cache_account(w.ep_cache, n_uni, n_uni - n_miss);
         for (uint16_t j = 0; j < n_miss; j++) {
             const uint8_t i = miss_at[j];
             value[i] = endpoint_lookup(table, keys[i], hashes[i]);
             if (value[i] != 0)
-                cache_insert(w, cache_set(w, hashes[i]), keys[i], gen_tag, value[i]);
+                cache_insert(w.ep_cache, cache_set(w.ep_cache, hashes[i]), keys[i], gen_tag, value[i]);
         }
     } else {
         if (w.use_endpoint_cache)
@@ -467,7 +392,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         return;
     }
 
-    const bool probe = cache_probing(w);
+    const bool probe = cache_probing(w.ep_cache, w.use_endpoint_cache);
     rte_mbuf* uni[max_burst];
     uint64_t keys[max_burst];
     uint32_t hashes[max_burst];
@@ -486,7 +411,7 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
         hashes[n_uni] = endpoint_hash(keys[n_uni]);
         // looked up after the parse loop
         if (probe)
-            rte_prefetch0(&cache_set(w, hashes[n_uni]));
+            rte_prefetch0(&cache_set(w.ep_cache, hashes[n_uni]));
         else
             endpoint_prefetch(w.tables->endpoints, hashes[n_uni]);
         uni[n_uni++] = m;

@@ -14,6 +14,7 @@
 
 #include <rte_ether.h>
 #include <rte_hash.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 
@@ -92,6 +93,8 @@ inline const segment* find_segment(worker& w, uint32_t vni) noexcept {
 
 /// Frames shorter than this cannot be looked at (Ethernet header in the first segment).
 inline constexpr uint16_t eth_len = sizeof(rte_ether_hdr);
+/// Nor can an IPv4 frame shorter than this (Ethernet and a minimal IPv4 header).
+inline constexpr uint16_t ipv4_min_frame = eth_len + sizeof(rte_ipv4_hdr);
 
 /// Hands `m` (received on `port`) to the control thread through the exception ring;
 /// a full ring is a counted drop. m->port tells the control thread where it came from.

@@ -291,12 +291,6 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-rte_ether_addr to_ether(const std::array<uint8_t, 6>& m) {
-    rte_ether_addr a;
-    std::memcpy(a.addr_bytes, m.data(), 6);
-    return a;
-}
-
 // ------------------------------------------------------------------ tables
 
 struct local_ep {
@@ -351,7 +345,7 @@ loaded_tables load_tables(const options& o) {
     const auto mac = ctl::parse_mac(o.vtep_mac);
     if (!mac)
         throw std::runtime_error("bad --vtep-mac");
-    cfg.vtep_mac = to_ether(*mac);
+    cfg.vtep_mac = ctl::to_ether(*mac);
     cfg.vtep_ip_be = rte_cpu_to_be_32(vtep_ip);
     cfg.vxlan_port_be = rte_cpu_to_be_16(self->vxlan_port != 0 ? self->vxlan_port : default_vxlan_port);
     cfg.uplink_mtu = 1500;
@@ -389,7 +383,7 @@ loaded_tables load_tables(const options& o) {
                 continue;
             if (lt.locals.size() >= max_local_endpoints)
                 throw std::runtime_error("more than " + std::to_string(max_local_endpoints) + " endpoints of this host");
-            lt.locals.push_back({net->second, rte_cpu_to_be_32(k.ip), to_ether(*ctl::parse_mac(e.mac))});
+            lt.locals.push_back({net->second, rte_cpu_to_be_32(k.ip), ctl::to_ether(*ctl::parse_mac(e.mac))});
         }
     }
     for (const auto& p : problems)

@@ -26,7 +26,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <nlohmann/json.hpp>
 
-#include "control/sync/agent.hpp"
+#include "control/cluster/agent.hpp"
 
 namespace overpass::ctl {
 

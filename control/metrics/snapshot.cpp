@@ -8,7 +8,7 @@
 #include <rte_ethdev.h>
 #include <rte_ip.h>
 
-#include "control/store/keys.hpp"
+#include "control/addressing.hpp"
 
 namespace overpass::ctl {
 

@@ -22,10 +22,10 @@
 #include <rte_mempool.h>
 
 #include "control/ports/port_manager.hpp"
-#include "control/ports/workers.hpp"
+#include "control/ports/worker_pool.hpp"
 #include "control/publish/table_writer.hpp"
 #include "control/slowpath.hpp"
-#include "control/sync/agent.hpp"
+#include "control/cluster/agent.hpp"
 #include "overpass/stats.hpp"
 
 namespace overpass::ctl {

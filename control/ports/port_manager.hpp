@@ -14,7 +14,7 @@
 #include <rte_mempool.h>
 
 #include "control/ports/port_ops.hpp"
-#include "control/ports/workers.hpp"
+#include "control/ports/worker_pool.hpp"
 #include "control/publish/table_writer.hpp"
 
 namespace overpass::ctl {

@@ -18,8 +18,9 @@
 //    the endpoint table keeps beside it); networks and VTEPs keep counts and
 //    flood-list refcounts only. The rare
 //    operations that need every endpoint of a network or VTEP walk the endpoints table.
+#include "control/addressing.hpp"
 #include "control/log.hpp"
-#include "control/publish/endpoint_table.hpp"
+#include "control/publish/endpoint_table_writer.hpp"
 #include "control/publish/table_writer.hpp"
 
 #include "overpass/stats.hpp"
@@ -63,11 +64,9 @@ uint32_t table_entries(uint32_t max_entries) noexcept {
     return std::max<uint32_t>(max_entries + max_entries / 4, 64);
 }
 
-/// Docker-style MAC of the gateway address (02:42 + IPv4 bytes): the same on every host.
+/// The gateway address's MAC by the endpoints' rule: the same on every host.
 rte_ether_addr gateway_mac_for(rte_be32_t gw_be) noexcept {
-    rte_ether_addr mac{{0x02, 0x42, 0, 0, 0, 0}};
-    std::memcpy(&mac.addr_bytes[2], &gw_be, sizeof(gw_be));
-    return mac;
+    return to_ether(mac_for_ip(rte_be_to_cpu_32(gw_be)));
 }
 
 /// An endpoint as published: its key plus its endpoint_value, with the VTEP's slot

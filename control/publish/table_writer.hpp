@@ -11,7 +11,9 @@
 // All methods return 0 or a negative errno and never throw.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -19,6 +21,13 @@
 #include "overpass/tables.hpp"
 
 namespace overpass::ctl {
+
+/// A MAC as the store's records give it (control/addressing.hpp) as the tables take it.
+inline rte_ether_addr to_ether(const std::array<uint8_t, 6>& m) noexcept {
+    rte_ether_addr a;
+    std::memcpy(a.addr_bytes, m.data(), m.size());
+    return a;
+}
 
 struct table_limits {
     uint32_t max_endpoints = 65536;   ///< endpoints (and addresses) table size

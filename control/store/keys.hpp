@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (pure functions; also used by the CLI-free unit tests)
 //
-// The store's key layout and the JSON records kept under it. The same key strings are
+// The store's key layout and the JSON records kept under it (addresses, names and the
+// MAC rule are in control/addressing.hpp). The same key strings are
 // used by every backend, so they stay within Consul's key alphabet [A-Za-z0-9,-_./]:
 //
 //   overpass/v1/nets/<id>/meta         persistent  net_meta
@@ -22,49 +23,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "control/addressing.hpp"
+
 namespace overpass::ctl {
 
-// ---- IPv4 addresses and prefixes (host byte order) ----
-
-/// "10.0.2.1" -> 0x0a000201. Strict dotted quad; nullopt on anything else.
-std::optional<uint32_t> parse_ipv4(std::string_view s);
-std::string format_ipv4(uint32_t addr);
-
-struct ipv4_prefix {
-    uint32_t addr = 0;   ///< network address (host bits are zero)
-    uint8_t len = 0;
-
-    uint32_t mask() const noexcept { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
-    uint32_t broadcast() const noexcept { return addr | ~mask(); }
-    bool contains(uint32_t ip) const noexcept { return (ip & mask()) == addr; }
-    bool overlaps(const ipv4_prefix& o) const noexcept {
-        const uint32_t m = len < o.len ? mask() : o.mask();
-        return (addr & m) == (o.addr & m);
-    }
-    std::string str() const;        ///< "10.0.2.0/24"
-    std::string key_str() const;    ///< "10.0.2.0_24" (the subnets/ key component)
-    bool operator==(const ipv4_prefix&) const = default;
-};
-
-/// "10.0.2.0/24". Rejects host bits set ("10.0.2.1/24"), lengths outside 1..32 and junk.
-/// Throws std::invalid_argument with a one-line message.
-ipv4_prefix parse_prefix(std::string_view s);
-
-/// Docker-like network / endpoint names: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 chars.
-bool valid_name(std::string_view name);
 /// Consul's key alphabet [A-Za-z0-9,-_./], no leading '/', no empty components.
 bool valid_key(std::string_view key);
 /// valid_key, or std::invalid_argument naming the key.
 void check_store_key(std::string_view key);
-
-/// Docker's MAC scheme: 02:42 followed by the four IPv4 bytes.
-std::array<uint8_t, 6> mac_for_ip(uint32_t ip);
-std::string format_mac(const std::array<uint8_t, 6>& mac);
-std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s);
-
-/// Lowest VNI handed out by default (below it stays free for manual assignment).
-inline constexpr uint32_t first_auto_vni = 4096;
-inline constexpr uint32_t max_vni = (1u << 24) - 1;
 
 // ---- key layout ----
 
@@ -137,8 +103,5 @@ std::string to_value(const endpoint_record& e);
 endpoint_record endpoint_record_from_value(std::string_view value);
 
 nlohmann::json to_json(const net_meta& m);
-
-/// 16 random hex characters, used for network ids and session ids.
-std::string random_id();
 
 } // namespace overpass::ctl

@@ -16,12 +16,6 @@ namespace overpass::ctl {
 
 namespace {
 
-rte_ether_addr to_ether(const std::array<uint8_t, 6>& m) {
-    rte_ether_addr a;
-    std::memcpy(a.addr_bytes, m.data(), m.size());
-    return a;
-}
-
 // A remove of something the writer no longer has is done, not failed.
 bool removed(int rc) { return rc == 0 || rc == -ENOENT; }
 

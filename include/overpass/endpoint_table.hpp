@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// runs on: worker lcore (lookups) and control thread (the writer: control/publish/endpoint_table.hpp)
+// runs on: worker lcore (lookups) and control thread (the writer: control/publish/endpoint_table_writer.hpp)
 //
 // The endpoints table: (network, MAC) -> where the endpoint is. One cache line per
 // lookup: the keys sit in the bucket next to their values, so a lookup costs the line

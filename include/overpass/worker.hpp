@@ -12,6 +12,7 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include "overpass/endpoint_cache.hpp"
 #include "overpass/stats.hpp"
 #include "overpass/tables.hpp"
 
@@ -42,52 +43,6 @@ struct rxq_ref {
     uint16_t port;
     uint16_t queue;
 };
-
-/// A worker's exact-match cache of endpoint lookups: (network, MAC) -> the endpoints
-/// table's value, in front of the table for encap. An entry is two words: the key (the
-/// table's key: destination MAC in bits 0-47, the network's stats slot above it) and
-/// the value (endpoint_value::word(): location and port or VTEP slot) under the table
-/// generation (dp_tables::endpoints_gen) it was cached in. A set is one cache line of
-/// four entries, indexed by the table's hash of the key; a hit costs one line,
-/// prefetched while the burst is parsed, like a table lookup, but the cache's lines
-/// hold four active destinations each where the table's are spread over the whole
-/// table (32 MB at a million endpoints). An entry counts only while its generation is
-/// current, so a delete or an overwrite anywhere invalidates every cached entry at once
-/// (cheap and safe; under heavy churn the cache misses and the table answers). Only hits of the table are
-/// cached: unknown unicast always misses. No promotion on a hit (no store on the hit
-/// path); replacement is bimodal (cache_insert() in encap.cpp).
-/// 65,536 entries, 1 MiB per worker: bigger than an L2, which the probe does not need
-/// (each set is prefetched while the burst is parsed, and probed after the whole burst
-/// has been parsed), and enough for tens of thousands of active destinations per
-/// worker, where an 8192-entry cache like OVS's EMC thrashes (OVS puts its 1M-entry
-/// signature match cache behind the EMC for the same reason).
-struct endpoint_cache {
-    static constexpr uint32_t sets = 16384;   ///< power of two
-    static constexpr uint32_t ways = 4;
-    /// endpoint_value::word()'s bits; the generation takes the 46 bits above them (it
-    /// would wrap after 7e13 table changes).
-    static constexpr unsigned value_bits = endpoint_value::bits;
-    static constexpr uint64_t value_mask = (uint64_t{1} << value_bits) - 1;
-    struct entry {
-        uint64_t key;      ///< destination MAC (bits 0-47) | network stats slot << 48
-        uint64_t tagged;   ///< generation << value_bits | value; generation 0: empty
-    };
-    struct alignas(RTE_CACHE_LINE_SIZE) set {
-        entry way[ways];
-    };
-    /// Lookups of probing bursts per decision, and the bursts that skip the cache after
-    /// each probing one while it answers less than half (cache_probing() in encap.cpp).
-    static constexpr uint32_t window = 1024;
-    static constexpr uint32_t skip_when_missing = 15;
-    set set_of[sets];
-    uint32_t full_inserts;     ///< inserts into a full set (bimodal insertion)
-    uint32_t window_lookups;   ///< lookups of probing bursts in the current window
-    uint32_t window_hits;
-    uint32_t skip_bursts;      ///< bursts left that skip the cache
-    bool missing;              ///< the last window's hits were under half: probe 1 burst in 16
-};
-static_assert(sizeof(endpoint_cache::set) == RTE_CACHE_LINE_SIZE, "a set is one cache line");
-static_assert(max_network_slots <= 1u << 16, "a network slot fits the key's upper 16 bits");
 
 /// Per-port TX buffer of one worker.
 struct tx_buffer {

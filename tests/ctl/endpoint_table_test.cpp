@@ -3,7 +3,7 @@
 // threads play workers registered on the QSBR variable)
 //
 // The endpoints table (include/overpass/endpoint_table.hpp, its writer in
-// control/publish/endpoint_table.cpp) against EAL --no-huge: lookups through the
+// control/publish/endpoint_table_writer.cpp) against EAL --no-huge: lookups through the
 // workers' function, keys that spill out of their home bucket, deleted entries held
 // until a grace period, and readers that must find every key the writer leaves alone
 // while it churns the keys around them.
@@ -19,7 +19,7 @@
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
-#include "control/publish/endpoint_table.hpp"
+#include "control/publish/endpoint_table_writer.hpp"
 #include "overpass/tables.hpp"
 #include "tests/dp/dp_support.hpp"
 

@@ -11,7 +11,7 @@
 
 #include "control/api/api_server.hpp"
 #include "control/store/file_store.hpp"
-#include "control/sync/agent.hpp"
+#include "control/cluster/agent.hpp"
 #include "tests/unit/test_support.hpp"
 #include "tools/overpass/cli.hpp"
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread (the endpoints table's only writer)
-#include "control/publish/endpoint_table.hpp"
+#include "control/publish/endpoint_table_writer.hpp"
 
 #include "control/log.hpp"
 

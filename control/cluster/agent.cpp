@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
 #include "control/log.hpp"
-#include "control/sync/agent.hpp"
+#include "control/cluster/agent.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -32,12 +32,6 @@ constexpr int max_txn_attempts = 5;
 // Consul lock-delay (1 s).
 constexpr int alloc_rounds = 5;
 constexpr std::chrono::milliseconds alloc_retry_pause{400};
-
-rte_ether_addr to_ether(const std::array<uint8_t, 6>& m) {
-    rte_ether_addr a;
-    std::memcpy(a.addr_bytes, m.data(), m.size());
-    return a;
-}
 
 network_spec spec_of(const net_meta& m) {
     return network_spec{m.vni, m.mtu, rte_cpu_to_be_32(m.subnet.addr), rte_cpu_to_be_32(m.subnet.mask()),

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: control thread
-#include "control/ports/workers.hpp"
+#include "control/ports/worker_pool.hpp"
 
 #include <algorithm>
 #include <cerrno>
