@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "control/store/http_client.hpp"
+#include "control/store/http_store.hpp"
 #include "control/store/keys.hpp"
 #include "control/store/liveness_base.hpp"
 
@@ -26,6 +27,10 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using json = nlohmann::json;
+using http_store::decode;
+using http_store::member;
+using http_store::str;
+using http_store::u64;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -62,38 +67,6 @@ void check_prefix(std::string_view p) {
     if (!valid_prefix(p))
         throw std::invalid_argument("invalid store prefix \"" + std::string(p) +
                                     "\": Consul keys use only [A-Za-z0-9,-_./], with no leading '/' or \"../\"");
-}
-
-uint64_t u64(const json& obj, const char* field) {
-    if (!obj.is_object())
-        return 0;
-    const auto it = obj.find(field);
-    if (it == obj.end() || it->is_null())
-        return 0;
-    if (it->is_number_unsigned())
-        return it->get<uint64_t>();
-    if (it->is_number_integer()) {
-        const int64_t v = it->get<int64_t>();
-        return v < 0 ? 0 : static_cast<uint64_t>(v);
-    }
-    throw std::invalid_argument(std::string("field \"") + field + "\" is not a number");
-}
-
-std::string str(const json& obj, const char* field) {
-    if (!obj.is_object())
-        return {};
-    const auto it = obj.find(field);
-    if (it == obj.end() || !it->is_string())
-        return {};
-    return it->get<std::string>();
-}
-
-const json& member(const json& obj, const char* field) {
-    static const json none;
-    if (!obj.is_object())
-        return none;
-    const auto it = obj.find(field);
-    return it == obj.end() ? none : *it;
 }
 
 // Go's time.Duration text ("15s", "1m0s", "1h0m0s", "1.5s", "250ms"). nullopt if unparsable.
@@ -153,24 +126,11 @@ bool contains(std::string_view hay, std::string_view needle) { return hay.find(n
 
 } // namespace
 
-struct consul_store::core {
-    asio::io_context& io;
-    std::string ns;      // "" or "<prefix>/"
-    consul_store_options opts;
-    std::string where;   // "consul at HOST:PORT", the head of every error message
-    http_client http;
-
+struct consul_store::core : http_store::server {
     core(asio::io_context& i, std::string h, uint16_t p, std::string n, consul_store_options o)
-        : io(i), ns(std::move(n)), opts(std::move(o)), where("consul at " + host_port(h, p)),
-          http(i, std::move(h), p, where, opts.request_timeout, http_tls_options{opts.tls, opts.ca_file}) {}
-
-    std::string full_key(std::string_view key) const { return ns + std::string(key); }
-
-    std::optional<std::string> user_key(const std::string& key) const {
-        if (!key.starts_with(ns))
-            return std::nullopt;
-        return key.substr(ns.size());
-    }
+        : server(i, "consul", std::move(h), p, std::move(n), o.request_timeout, http_tls_options{o.tls, o.ca_file}),
+          opts(std::move(o)) {}
+    consul_store_options opts;
 
     http_request request(http::verb verb, std::string target, std::string body = {}) const {
         http_request req = http.make_request(verb, std::move(target));
@@ -202,18 +162,6 @@ namespace {
 
 using consul_core = consul_store::core;
 using core_ptr = std::shared_ptr<consul_core>;
-
-// Wraps reply decoding so that a malformed value becomes store_error.
-template <class Fn>
-auto decode(const consul_core& c, const std::string& what, Fn&& fn) {
-    try {
-        return fn();
-    } catch (const store_error&) {
-        throw;
-    } catch (const std::exception& e) {
-        throw store_error(c.where + ": malformed reply to " + what + ": " + e.what());
-    }
-}
 
 json parse_body(const consul_core& c, const std::string& what, const http_response& res) {
     try {
@@ -255,7 +203,7 @@ listing decode_listing(const consul_core& c, const http_request& req, const http
     if (res.result_int() == 404)   // empty prefix; the index is still valid
         return out;
     const json body = parse_body(c, what, res);
-    return decode(c, what, [&] {
+    return decode(c.where, what, [&] {
         if (!body.is_array())
             throw std::invalid_argument("not a JSON array");
         listing l;
@@ -288,26 +236,9 @@ asio::awaitable<listing> list_impl(core_ptr c, std::string prefix) {
 
 // ---- liveness = session ----
 
-struct consul_session_state : liveness_state {
-    consul_session_state(core_ptr c, std::string session_id, milliseconds ttl)
-        : liveness_state(c->io.get_executor(), std::move(session_id), ttl), core(std::move(c)) {}
-    core_ptr core;   // id: the session UUID
-};
-
-class consul_liveness final : public liveness_base<consul_session_state> {
+class consul_liveness final : public http_store::lease<consul_core, consul_liveness> {
 public:
-    using state = consul_session_state;
-
-    consul_liveness(core_ptr c, std::string id, milliseconds ttl)
-        : liveness_base(std::make_shared<state>(std::move(c), std::move(id), ttl)) {
-        if (st_->core->opts.renew_sessions)
-            asio::co_spawn(st_->core->io, renew_loop(st_, &consul_liveness::renew_now), asio::detached);
-    }
-
-    asio::awaitable<bool> renew() override {
-        const bool ok = co_await renew_now(st_);
-        co_return ok;
-    }
+    consul_liveness(core_ptr c, std::string id, milliseconds ttl) : lease(c, std::move(id), ttl, c->opts.renew_sessions) {}
 
     asio::awaitable<void> release() override {
         std::shared_ptr<state> s = st_;
@@ -322,9 +253,6 @@ public:
         s->alive = false;
     }
 
-    const core_ptr& core() const { return st_->core; }
-
-private:
     static asio::awaitable<bool> renew_now(std::shared_ptr<state> s) {
         if (!s->alive)
             co_return false;
@@ -340,7 +268,7 @@ private:
             s->core->throw_status(req, res);
         const json body = parse_body(*s->core, "PUT /v1/session/renew", res);
         // [docs session] "the returned TTL may be larger than requested": honour it.
-        const std::optional<milliseconds> ttl = decode(*s->core, "PUT /v1/session/renew", [&] {
+        const std::optional<milliseconds> ttl = decode(s->core->where, "PUT /v1/session/renew", [&] {
             if (!body.is_array() || body.empty())
                 throw std::invalid_argument("not a one-session array");
             return parse_go_duration(str(body[0], "TTL"));
@@ -353,45 +281,25 @@ private:
 
 // ---- watch = blocking queries ----
 
-class consul_watch final : public watch_handle {
+struct consul_watch_state : http_store::watch_state<consul_core> {
+    consul_watch_state(core_ptr c, std::string p, watch_callbacks w)
+        : watch_state(std::move(c), std::move(p), std::move(w)),
+          tokens(static_cast<double>(std::max(1u, core->opts.watch_burst))), refilled(std::chrono::steady_clock::now()) {}
+    uint64_t index = 0;                      // I of the next blocking query (0: none)
+    bool have_state = false;                 // `known` matches what was delivered
+    std::map<std::string, kv_item> known;
+    double tokens;                           // token bucket
+    std::chrono::steady_clock::time_point refilled;
+};
+
+class consul_watch final : public http_store::watch<consul_watch_state, consul_watch> {
+    friend watch;
+
 public:
-    struct state {
-        core_ptr core;
-        std::string prefix;
-        watch_callbacks cbs;
-        asio::steady_timer timer;
-        std::unique_ptr<http_connection> conn;   // kept alive between blocking queries
-        bool cancelled = false;
-        uint64_t index = 0;                      // I of the next blocking query (0: none)
-        bool have_state = false;                 // `known` matches what was delivered
-        std::map<std::string, kv_item> known;
-        double tokens;                           // token bucket
-        std::chrono::steady_clock::time_point refilled;
-        bool reported = false;
-        std::chrono::steady_clock::time_point last_report;
-        unsigned suppressed = 0;
-        state(core_ptr c, std::string p, watch_callbacks w)
-            : core(std::move(c)), prefix(std::move(p)), cbs(std::move(w)), timer(core->io),
-              tokens(static_cast<double>(std::max(1u, core->opts.watch_burst))),
-              refilled(std::chrono::steady_clock::now()) {}
-    };
+    using state = consul_watch_state;
 
     consul_watch(core_ptr c, std::string prefix, watch_callbacks cbs)
-        : st_(std::make_shared<state>(std::move(c), std::move(prefix), std::move(cbs))) {
-        asio::co_spawn(st_->core->io, loop(st_), asio::detached);
-    }
-    ~consul_watch() override {
-        st_->cancelled = true;
-        st_->timer.cancel();
-        // Aborts a pending blocking query. Only the socket is closed: the connection
-        // (stream and read buffer) stays in the state, which the coroutine keeps alive,
-        // until the aborted read has completed. Resetting it here freed the buffer
-        // under that read (ASan: heap-use-after-free in flat_buffer::commit).
-        if (st_->conn) {
-            beast::error_code ec;
-            st_->conn->stream.socket().close(ec);
-        }
-    }
+        : watch(std::make_shared<state>(std::move(c), std::move(prefix), std::move(cbs))) {}
 
 private:
     static void close(state& s) {
@@ -400,23 +308,6 @@ private:
             s.conn->stream.socket().close(ec);
             s.conn.reset();
         }
-    }
-
-    static void report(state& s, const std::string& msg) {
-        if (!s.cbs.on_error || s.cancelled)
-            return;
-        const auto now = std::chrono::steady_clock::now();
-        if (s.reported && now - s.last_report < s.core->opts.error_report_interval) {
-            s.suppressed++;
-            return;
-        }
-        std::string text = msg;
-        if (s.suppressed > 0)
-            text += " (" + std::to_string(s.suppressed) + " similar reports suppressed)";
-        s.suppressed = 0;
-        s.reported = true;
-        s.last_report = now;
-        s.cbs.on_error(text);
     }
 
     // [docs features/blocking] "rate limit, don't sleep": a token bucket with a small
@@ -528,7 +419,7 @@ private:
 
     static asio::awaitable<void> loop(std::shared_ptr<state> s) {
         const auto& o = s->core->opts;
-        milliseconds backoff = o.watch_backoff_min;
+        http_store::backoff backoff(o.watch_backoff_min, o.watch_backoff_max);
         while (!s->cancelled) {
             co_await take_token(s);
             if (s->cancelled)
@@ -542,21 +433,18 @@ private:
             if (s->cancelled)
                 break;
             if (error.empty()) {
-                backoff = o.watch_backoff_min;
+                backoff.reset();
                 continue;
             }
             close(*s);
             if (!s->have_state)
                 s->index = 0;
-            report(*s, error);
-            s->timer.expires_after(s->core->http.jitter(backoff));
-            backoff = std::min(backoff * 2, o.watch_backoff_max);
+            s->errors.report(s->cbs, error);
+            s->timer.expires_after(backoff.next(s->core->http));
             boost::system::error_code ec;
             co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
     }
-
-    std::shared_ptr<state> st_;
 };
 
 } // namespace
@@ -584,12 +472,7 @@ std::unique_ptr<consul_store> consul_store::from_url(asio::io_context& io, const
     return std::make_unique<consul_store>(io, std::move(u.host), u.port, std::move(u.prefix), std::move(opts));
 }
 
-std::string consul_store::url() const {
-    std::string u = (core_->http.tls() ? "consul+https://" : "consul://") + host_port(core_->http.host(), core_->http.port());
-    if (!core_->ns.empty())
-        u += "/" + core_->ns.substr(0, core_->ns.size() - 1);
-    return u;
-}
+std::string consul_store::url() const { return core_->url(core_->http.tls() ? "consul+https" : "consul"); }
 
 asio::awaitable<kv_snapshot> consul_store::list(std::string prefix) {
     listing l = co_await list_impl(core_, std::move(prefix));
@@ -651,7 +534,7 @@ asio::awaitable<txn_result> consul_store::txn(std::vector<txn_op> ops) {
         txn_result result;
         std::string error;   // non-empty: throw store_error
     };
-    const outcome out = decode(*c, "PUT /v1/txn", [&] {
+    const outcome out = decode(c->where, "PUT /v1/txn", [&] {
         outcome o;
         if (status == 200) {
             o.result.succeeded = true;
@@ -706,7 +589,7 @@ asio::awaitable<std::unique_ptr<liveness>> consul_store::open_liveness(std::stri
     if (res.result_int() != 200)
         c->throw_status(req, res);
     const json body = parse_body(*c, "PUT /v1/session/create", res);
-    std::string id = decode(*c, "PUT /v1/session/create", [&] {
+    std::string id = decode(c->where, "PUT /v1/session/create", [&] {
         std::string v = str(body, "ID");
         if (v.empty())
             throw std::invalid_argument("no session ID");

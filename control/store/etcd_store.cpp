@@ -3,6 +3,7 @@
 #include "control/store/etcd_store.hpp"
 
 #include "control/store/http_client.hpp"
+#include "control/store/http_store.hpp"
 #include "control/store/keys.hpp"
 #include "control/store/liveness_base.hpp"
 
@@ -27,6 +28,10 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using json = nlohmann::json;
+using http_store::decode;
+using http_store::flag;
+using http_store::member;
+using http_store::u64;
 
 namespace {
 
@@ -34,46 +39,7 @@ constexpr std::chrono::seconds min_lease_ttl{2};     // etcd's floor (election t
 
 // ---- proto3 JSON: int64 as strings, zero/false/empty fields omitted ----
 
-uint64_t u64(const json& obj, const char* field) {
-    if (!obj.is_object())
-        return 0;
-    const auto it = obj.find(field);
-    if (it == obj.end() || it->is_null())
-        return 0;
-    if (it->is_string())
-        return std::stoull(it->get<std::string>());
-    if (it->is_number_unsigned())
-        return it->get<uint64_t>();
-    if (it->is_number_integer()) {
-        const int64_t v = it->get<int64_t>();
-        return v < 0 ? 0 : static_cast<uint64_t>(v);
-    }
-    throw std::invalid_argument(std::string("field \"") + field + "\" is not a number");
-}
-
-bool flag(const json& obj, const char* field) {
-    if (!obj.is_object())
-        return false;
-    const auto it = obj.find(field);
-    return it != obj.end() && it->is_boolean() && it->get<bool>();
-}
-
-std::string b64_field(const json& obj, const char* field) {
-    if (!obj.is_object())
-        return {};
-    const auto it = obj.find(field);
-    if (it == obj.end() || !it->is_string())
-        return {};
-    return b64_decode(it->get<std::string>());
-}
-
-const json& member(const json& obj, const char* field) {
-    static const json none;
-    if (!obj.is_object())
-        return none;
-    const auto it = obj.find(field);
-    return it == obj.end() ? none : *it;
-}
+std::string b64_field(const json& obj, const char* field) { return b64_decode(http_store::str(obj, field)); }
 
 // The smallest key greater than every key starting with `prefix` ("\0" = no end).
 std::string prefix_end(std::string prefix) {
@@ -92,25 +58,10 @@ struct reply {
 
 } // namespace
 
-struct etcd_store::core {
-    asio::io_context& io;
-    std::string ns;      // "" or "<namespace>/"
-    etcd_store_options opts;
-    std::string where;   // "etcd at HOST:PORT", the head of every error message
-    http_client http;
-
+struct etcd_store::core : http_store::server {
     core(asio::io_context& i, std::string h, uint16_t p, std::string n, etcd_store_options o)
-        : io(i), ns(std::move(n)), opts(std::move(o)), where("etcd at " + host_port(h, p)),
-          http(i, std::move(h), p, where, opts.request_timeout) {}
-
-    std::string full_key(std::string_view key) const { return ns + std::string(key); }
-
-    // nullopt: outside our namespace (cannot happen for ranges we asked for).
-    std::optional<std::string> user_key(const std::string& key) const {
-        if (!key.starts_with(ns))
-            return std::nullopt;
-        return key.substr(ns.size());
-    }
+        : server(i, "etcd", std::move(h), p, std::move(n), o.request_timeout), opts(std::move(o)) {}
+    etcd_store_options opts;
 };
 
 namespace {
@@ -165,18 +116,6 @@ asio::awaitable<json> call(core_ptr c, std::string target, json body) {
     co_return std::move(r.body);
 }
 
-// Wraps reply decoding so that a malformed value becomes store_error.
-template <class Fn>
-auto decode(const etcd_core& c, const std::string& what, Fn&& fn) {
-    try {
-        return fn();
-    } catch (const store_error&) {
-        throw;
-    } catch (const std::exception& e) {
-        throw store_error(c.where + ": malformed reply to " + what + ": " + e.what());
-    }
-}
-
 json range_request(const etcd_core& c, const std::string& prefix) {
     const std::string key = c.full_key(prefix);
     return json{{"key", b64_encode(key.empty() ? std::string(1, '\0') : key)}, {"range_end", b64_encode(prefix_end(key))}};
@@ -184,7 +123,7 @@ json range_request(const etcd_core& c, const std::string& prefix) {
 
 asio::awaitable<kv_snapshot> list_impl(core_ptr c, std::string prefix) {
     const json body = co_await call(c, "/v3/kv/range", range_request(*c, prefix));
-    co_return decode(*c, "range", [&] {
+    co_return decode(c->where, "range", [&] {
         kv_snapshot snap;
         snap.revision = u64(member(body, "header"), "revision");
         for (const json& kv : member(body, "kvs")) {
@@ -205,26 +144,10 @@ asio::awaitable<kv_snapshot> list_impl(core_ptr c, std::string prefix) {
 
 // ---- liveness = lease ----
 
-struct etcd_lease_state : liveness_state {
-    etcd_lease_state(core_ptr c, std::string lease_id, std::chrono::seconds ttl)
-        : liveness_state(c->io.get_executor(), std::move(lease_id), ttl), core(std::move(c)) {}
-    core_ptr core;   // id: the decimal lease ID
-};
-
-class etcd_liveness final : public liveness_base<etcd_lease_state> {
+class etcd_liveness final : public http_store::lease<etcd_core, etcd_liveness> {
 public:
-    using state = etcd_lease_state;
-
     etcd_liveness(core_ptr c, std::string id, std::chrono::seconds ttl)
-        : liveness_base(std::make_shared<state>(std::move(c), std::move(id), ttl)) {
-        if (st_->core->opts.renew_leases)
-            asio::co_spawn(st_->core->io, renew_loop(st_, &etcd_liveness::renew_now), asio::detached);
-    }
-
-    asio::awaitable<bool> renew() override {
-        const bool ok = co_await renew_now(st_);
-        co_return ok;
-    }
+        : lease(c, std::move(id), ttl, c->opts.renew_leases) {}
 
     asio::awaitable<void> release() override {
         std::shared_ptr<state> s = st_;
@@ -239,9 +162,6 @@ public:
         s->alive = false;
     }
 
-    const core_ptr& core() const { return st_->core; }
-
-private:
     static asio::awaitable<bool> renew_now(std::shared_ptr<state> s) {
         if (!s->alive)
             co_return false;
@@ -265,7 +185,7 @@ private:
             }
             throw store_error(s->core->where + ": lease keepalive failed: " + error_text(err));
         }
-        const uint64_t ttl = decode(*s->core, "lease keepalive", [&] { return u64(member(r.body, "result"), "TTL"); });
+        const uint64_t ttl = decode(s->core->where, "lease keepalive", [&] { return u64(member(r.body, "result"), "TTL"); });
         if (ttl == 0) {   // expired or unknown lease: etcd answers 200 without TTL
             s->lose();
             co_return false;
@@ -276,55 +196,22 @@ private:
 
 // ---- watch ----
 
-class etcd_watch final : public watch_handle {
+struct etcd_watch_state : http_store::watch_state<etcd_core> {
+    using watch_state::watch_state;
+    bool created = false;    // the current stream was accepted by etcd
+    std::string pending;     // bytes after the last complete message
+};
+
+class etcd_watch final : public http_store::watch<etcd_watch_state, etcd_watch> {
+    friend watch;
+
 public:
-    struct state {
-        core_ptr core;
-        std::string prefix;
-        watch_callbacks cbs;
-        asio::steady_timer timer;
-        std::unique_ptr<http_connection> conn;   // the current stream
-        bool cancelled = false;
-        bool created = false;               // the current stream was accepted by etcd
-        bool reported = false;
-        std::chrono::steady_clock::time_point last_report;
-        unsigned suppressed = 0;
-        std::string pending;                // bytes after the last complete message
-        state(core_ptr c, std::string p, watch_callbacks w)
-            : core(std::move(c)), prefix(std::move(p)), cbs(std::move(w)), timer(core->io) {}
-    };
+    using state = etcd_watch_state;
 
     etcd_watch(core_ptr c, std::string prefix, watch_callbacks cbs)
-        : st_(std::make_shared<state>(std::move(c), std::move(prefix), std::move(cbs))) {
-        asio::co_spawn(st_->core->io, loop(st_), asio::detached);
-    }
-    ~etcd_watch() override {
-        st_->cancelled = true;
-        st_->timer.cancel();
-        if (st_->conn) {
-            beast::error_code ec;
-            st_->conn->stream.socket().close(ec);   // aborts the pending read
-        }
-    }
+        : watch(std::make_shared<state>(std::move(c), std::move(prefix), std::move(cbs))) {}
 
 private:
-    static void report(state& s, const std::string& msg) {
-        if (!s.cbs.on_error || s.cancelled)
-            return;
-        const auto now = std::chrono::steady_clock::now();
-        if (s.reported && now - s.last_report < s.core->opts.error_report_interval) {
-            s.suppressed++;
-            return;
-        }
-        std::string text = msg;
-        if (s.suppressed > 0)
-            text += " (" + std::to_string(s.suppressed) + " similar reports suppressed)";
-        s.suppressed = 0;
-        s.reported = true;
-        s.last_report = now;
-        s.cbs.on_error(text);
-    }
-
     // Handles one message of the stream. Returns false when etcd cancelled the watch
     // because of compaction (resync), throws on any other cancellation or error.
     static bool handle_message(state& s, const std::string& line) {
@@ -344,7 +231,7 @@ private:
             std::vector<kv_delta> deltas;
             uint64_t revision = 0;
         };
-        parsed m = decode(c, "watch", [&] {
+        parsed m = decode(c.where, "watch", [&] {
             parsed out;
             if (flag(res, "created"))
                 s.created = true;
@@ -462,7 +349,7 @@ private:
 
     static asio::awaitable<void> loop(std::shared_ptr<state> s) {
         const auto& opts = s->core->opts;
-        std::chrono::milliseconds backoff = opts.watch_backoff_min;
+        http_store::backoff backoff(opts.watch_backoff_min, opts.watch_backoff_max);
         while (!s->cancelled) {
             std::string error;
             s->created = false;   // set again only if this attempt's stream is established
@@ -479,17 +366,14 @@ private:
             if (s->cancelled)
                 break;
             if (s->created)
-                backoff = opts.watch_backoff_min;   // the stream worked: start over gently
+                backoff.reset();   // the stream worked: start over gently
             if (!error.empty())
-                report(*s, error);
-            s->timer.expires_after(s->core->http.jitter(backoff));
-            backoff = std::min(backoff * 2, opts.watch_backoff_max);
+                s->errors.report(s->cbs, error);
+            s->timer.expires_after(backoff.next(s->core->http));
             boost::system::error_code ec;
             co_await s->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
     }
-
-    std::shared_ptr<state> st_;
 };
 
 } // namespace
@@ -506,12 +390,7 @@ std::unique_ptr<etcd_store> etcd_store::from_url(asio::io_context& io, const std
     return std::make_unique<etcd_store>(io, std::move(u.host), u.port, std::move(u.prefix), std::move(opts));
 }
 
-std::string etcd_store::url() const {
-    std::string u = "etcd://" + host_port(core_->http.host(), core_->http.port());
-    if (!core_->ns.empty())
-        u += "/" + core_->ns.substr(0, core_->ns.size() - 1);
-    return u;
-}
+std::string etcd_store::url() const { return core_->url("etcd"); }
 
 asio::awaitable<kv_snapshot> etcd_store::list(std::string prefix) {
     kv_snapshot snap = co_await list_impl(core_, std::move(prefix));
@@ -555,7 +434,7 @@ asio::awaitable<txn_result> etcd_store::txn(std::vector<txn_op> ops) {
         throw store_error(c->where + ": liveness lease has expired (" + error_text(r.body) + ")");
     if (r.status != 200)
         throw_status(*c, "/v3/kv/txn", r);
-    txn_result result = decode(*c, "txn", [&] {
+    txn_result result = decode(c->where, "txn", [&] {
         txn_result t;
         t.revision = u64(member(r.body, "header"), "revision");
         t.succeeded = flag(r.body, "succeeded");
@@ -591,13 +470,13 @@ asio::awaitable<std::unique_ptr<liveness>> etcd_store::open_liveness(std::string
     json req = json::object();
     req["TTL"] = std::to_string(asked.count());
     const json body = co_await call(c, "/v3/lease/grant", std::move(req));
-    std::string id = decode(*c, "lease grant", [&] {
+    std::string id = decode(c->where, "lease grant", [&] {
         const uint64_t v = u64(body, "ID");
         if (v == 0)
             throw std::invalid_argument("no lease ID" + (body.contains("error") ? ": " + error_text(body) : std::string{}));
         return std::to_string(v);
     });
-    const uint64_t granted = decode(*c, "lease grant", [&] { return u64(body, "TTL"); });
+    const uint64_t granted = decode(c->where, "lease grant", [&] { return u64(body, "TTL"); });
     const std::chrono::seconds effective = granted > 0 ? std::chrono::seconds(granted) : asked;
     std::unique_ptr<liveness> handle = std::make_unique<etcd_liveness>(c, std::move(id), effective);
     co_return handle;
