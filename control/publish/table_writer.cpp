@@ -200,6 +200,12 @@ private:
     /// Rolls back a failed install_endpoint() + add_address(). `kept`: the endpoint's
     /// record when it stayed in place (not unlinked).
     void undo_install(uint32_t vni, const rte_ether_addr& mac, const std::optional<ep_record>& kept) noexcept;
+    /// Puts `e` where `old` (the endpoint's present record, if any) was: a moved endpoint
+    /// is unlinked first (its networks' lists go into `dirty_nets`), one that stays only
+    /// drops an address it no longer has; then e and its address are installed. On
+    /// failure the install is rolled back (republishing `dirty_nets` is the caller's).
+    int replace_endpoint(const ep_record& e, const std::optional<ep_record>& old, bool same_place,
+                         std::set<uint32_t>& dirty_nets) noexcept;
     void republish(const std::set<uint32_t>& vnis) noexcept;
     void remove_vtep_if_unused(rte_be32_t ip_be) noexcept;
 
@@ -780,6 +786,20 @@ int table_writer_impl::install_endpoint(const ep_record& e) noexcept {
     return rc;
 }
 
+int table_writer_impl::replace_endpoint(const ep_record& e, const std::optional<ep_record>& old, bool same_place,
+                                        std::set<uint32_t>& dirty_nets) noexcept {
+    if (old && !same_place)
+        unlink_endpoint(*old, dirty_nets);
+    else if (old && old->ip_be != e.ip_be)
+        remove_address(e.vni, old->ip_be, e.mac);
+    int rc = install_endpoint(e);
+    if (rc == 0)
+        rc = add_address(e.vni, e.ip_be, e.mac);
+    if (rc < 0)
+        undo_install(e.vni, e.mac, same_place ? old : std::nullopt);
+    return rc;
+}
+
 void table_writer_impl::undo_install(uint32_t vni, const rte_ether_addr& mac,
                                      const std::optional<ep_record>& kept) noexcept {
     // An endpoint kept in place gets its previous value back (an overwrite, which cannot
@@ -818,23 +838,14 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
     std::set<uint32_t> dirty;
     const bool was_remote = old && old->where == endpoint_value::location::remote;
     const rte_be32_t old_vtep = was_remote ? old->vtep_ip_be : 0;
-    if (old && !same_place)
-        unlink_endpoint(*old, dirty);   // moved (remote -> local, or to another port)
-    else if (old && old->ip_be != ip_be)
-        remove_address(vni, old->ip_be, mac);
-
     ep_record e{};
     e.where = endpoint_value::location::local;
     e.port_id = port_id;
     e.ip_be = ip_be;
     e.mac = mac;
     e.vni = vni;
-    int rc = install_endpoint(e);
-    if (rc == 0)
-        rc = add_address(vni, ip_be, mac);
-    if (rc < 0) {
+    if (int rc = replace_endpoint(e, old, same_place, dirty); rc < 0) {
         delete binding;
-        undo_install(vni, mac, same_place ? old : std::nullopt);
         republish(dirty);
         return rc;
     }
@@ -873,22 +884,13 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
     std::set<uint32_t> dirty;
     const bool was_remote = old && old->where == endpoint_value::location::remote;
     const rte_be32_t old_vtep = was_remote ? old->vtep_ip_be : 0;
-    if (old && !same_place)
-        unlink_endpoint(*old, dirty);
-    else if (old && old->ip_be != ip_be)
-        remove_address(vni, old->ip_be, mac);
-
     ep_record e{};
     e.where = endpoint_value::location::remote;
     e.vtep_ip_be = vtep_ip_be;
     e.ip_be = ip_be;
     e.mac = mac;
     e.vni = vni;
-    int rc = install_endpoint(e);
-    if (rc == 0)
-        rc = add_address(vni, ip_be, mac);
-    if (rc < 0) {
-        undo_install(vni, mac, same_place ? old : std::nullopt);
+    if (int rc = replace_endpoint(e, old, same_place, dirty); rc < 0) {
         republish(dirty);
         if (created_vtep)
             remove_vtep_if_unused(vtep_ip_be);
