@@ -92,28 +92,54 @@ void prepare_api_dir(const std::string& api) {
         throw options_error("--api: cannot create " + dir.string() + ": " + ec.message());
 }
 
+/// What start-up built for the control plane: the store, the tables' writer, the running
+/// workers and the ports, the exception ring and the packet pool.
+struct data_plane {
+    store& kv;
+    table_writer& writer;
+    worker_pool& workers;
+    port_manager& ports;
+    rte_ring* exceptions;
+    rte_mempool* pool;
+    config_snapshot cfg;
+    double start_unix;   ///< for overpass_start_time_seconds
+};
+
+agent_config agent_config_of(const daemon_options& opt, uint16_t uplink_mtu) {
+    agent_config a;
+    a.host_id = opt.host_id;
+    a.vtep_ip = opt.vtep_ip;
+    a.vtep_be = opt.vtep_ip_be;
+    a.vxlan_port = opt.vxlan_port;
+    a.uplink_mtu = uplink_mtu;
+    return a;
+}
+
+/// Frees what the workers no longer see, every 10 ms, without blocking the control
+/// thread, until the timer is cancelled.
+void reclaim_periodically(asio::steady_timer& timer, table_writer& writer) {
+    writer.reclaim();
+    timer.expires_after(std::chrono::milliseconds(10));
+    timer.async_wait([&timer, &writer](const boost::system::error_code& ec) {
+        if (!ec)
+            reclaim_periodically(timer, writer);
+    });
+}
+
 /// The control plane proper: slow path, cluster agent (store sync), local API, until a
 /// signal or a start-up failure. Everything created here is gone when it returns, before
 /// the ports, workers and tables it uses are torn down.
-int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv, table_writer& writer,
-                      worker_pool& workers, port_manager& ports, rte_ring* exceptions, rte_mempool* pool,
-                      const config_snapshot& cfg, double start_unix) {
-    slow_path slow(io, writer, exceptions, pool, workers.inject_ring(), cfg.uplink_port, cfg.vtep_mac,
-                   cfg.vtep_ip_be);
+int run_control_plane(asio::io_context& io, const daemon_options& opt, const data_plane& dp) {
+    store& kv = dp.kv;
+    slow_path slow(io, dp.writer, dp.exceptions, dp.pool, dp.workers.inject_ring(), dp.cfg.uplink_port,
+                   dp.cfg.vtep_mac, dp.cfg.vtep_ip_be);
     slow.start();
 
-    agent_config acfg;
-    acfg.host_id = opt.host_id;
-    acfg.vtep_ip = opt.vtep_ip;
-    acfg.vtep_be = opt.vtep_ip_be;
-    acfg.vxlan_port = opt.vxlan_port;
-    acfg.uplink_mtu = ports.uplink_mtu();
     agent_hooks hooks;
     hooks.on_vtep_added = [&slow](rte_be32_t ip) { slow.vtep_added(ip); };
-
-    agent ag(io, kv, writer, ports, acfg, hooks);
+    agent ag(io, kv, dp.writer, dp.ports, agent_config_of(opt, dp.ports.uplink_mtu()), hooks);
     slow.set_resolver([&ag](uint32_t vni, const std::string& name) { return ag.sync().resolve(vni, name); });
-    const stats_sources sources{&workers, &ports, &writer, &slow, &ag, pool, start_unix};
+    const stats_sources sources{&dp.workers, &dp.ports, &dp.writer, &slow, &ag, dp.pool, dp.start_unix};
     api_server api(io, ag, opt.api, [&] { return to_json(take_snapshot(sources)); });
 
     // Prometheus and telemetry read on their own threads through the control thread.
@@ -139,17 +165,8 @@ int run_control_plane(asio::io_context& io, const daemon_options& opt, store& kv
         ~close_source() { s.close(); }
     } close_on_exit{*source};
 
-    // Free what workers no longer see, without blocking the control thread.
     asio::steady_timer reclaim_timer(io);
-    std::function<void()> reclaim = [&] {
-        writer.reclaim();
-        reclaim_timer.expires_after(std::chrono::milliseconds(10));
-        reclaim_timer.async_wait([&](const boost::system::error_code& ec) {
-            if (!ec)
-                reclaim();
-        });
-    };
-    reclaim();
+    reclaim_periodically(reclaim_timer, dp.writer);
 
     int exit_code = 0;
     bool stopping = false;
@@ -294,7 +311,8 @@ int main(int argc, char** argv) {
     workers->use_endpoint_cache(!opt.no_endpoint_cache);
     workers->launch();
 
-    const int exit_code = run_control_plane(io, opt, *kv, *writer, *workers, *ports, exceptions, pool, cfg, start_unix);
+    const int exit_code =
+        run_control_plane(io, opt, data_plane{*kv, *writer, *workers, *ports, exceptions, pool, cfg, start_unix});
     telemetry_attach(nullptr, {});
 
     workers->stop();

@@ -220,16 +220,28 @@ uint64_t dst_key(const rte_mbuf* m, uint16_t slot) noexcept {
     return (load_u64(rte_pktmbuf_mtod(m, const void*)) & mac_bits) | uint64_t{slot} << 48;
 }
 
-/// Known unicast of one burst: endpoints from the worker's cache when `cached`, the
-/// rest from the endpoints table (`keys` and `hashes`; the parse loop prefetched their
-/// buckets, or the cache's sets when `cached`); a remote endpoint's value names its
-/// VTEP's slot, so the VTEP is an array load, not a second hash lookup. Unknown unicast
-/// is appended to `bum` for flooding.
-void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg, rte_mbuf** uni,
-                   const uint64_t* keys, const uint32_t* hashes, uint16_t n_uni, bool cached, rte_mbuf** bum,
-                   uint16_t& n_bum, encap_tally& tally) noexcept {
+/// A burst's known-unicast frames with their endpoints-table keys and hashes, as the
+/// parse loop leaves them (their buckets, or the cache's sets, prefetched).
+struct unicast_frames {
+    rte_mbuf* pkts[max_burst];
+    uint64_t keys[max_burst];
+    uint32_t hashes[max_burst];
+    uint16_t n = 0;
+};
+
+/// A burst's frames to flood: broadcast, multicast and unknown unicast.
+struct flood_frames {
+    rte_mbuf* pkts[max_burst];
+    uint16_t n = 0;
+};
+
+/// Stage 1: the endpoints table's value of each frame's destination (0: unknown), from
+/// the worker's cache when `cached`, else (and for the cache's misses) from the table.
+void lookup_endpoints(worker& w, const unicast_frames& uni, bool cached, uint32_t* value) noexcept {
     const endpoint_table& table = w.tables->endpoints;
-    uint32_t value[max_burst];
+    const uint64_t* keys = uni.keys;
+    const uint32_t* hashes = uni.hashes;
+    const uint16_t n_uni = uni.n;
     if (cached) {
         // acquire; pairs with the release bump in table_writer::endpoints_changed():
         // entries cached under this generation are what a lookup now would answer.
@@ -258,15 +270,25 @@ void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, cons
         for (uint16_t i = 0; i < n_uni; i++)
             value[i] = endpoint_lookup(table, keys[i], hashes[i]);
     }
+}
+
+/// Known unicast of one burst: stage 1 looks the destinations up; a remote endpoint's
+/// value names its VTEP's slot, so the VTEP is an array load, not a second hash lookup.
+/// Stage 2 sends local frames to their port and gathers remote ones for stage 3, which
+/// encapsulates them. Unknown unicast is appended to `bum` for flooding.
+void unicast_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, const segment& seg,
+                   const unicast_frames& uni, bool cached, flood_frames& bum, encap_tally& tally) noexcept {
+    uint32_t value[max_burst];
+    lookup_endpoints(w, uni, cached, value);
 
     // Stage 2: where each packet goes; remote unicast is gathered for stage 3.
     rte_mbuf* remote[max_burst];
     const vtep_entry* via[max_burst];
     uint16_t n_remote = 0;
-    for (uint16_t i = 0; i < n_uni; i++) {
-        rte_mbuf* m = uni[i];
+    for (uint16_t i = 0; i < uni.n; i++) {
+        rte_mbuf* m = uni.pkts[i];
         if (value[i] == 0) {
-            bum[n_bum++] = m;   // unknown unicast is flooded
+            bum.pkts[bum.n++] = m;   // unknown unicast is flooded
             continue;
         }
         const endpoint_value ep = endpoint_value::from_word(value[i]);
@@ -393,37 +415,34 @@ void encap_burst(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mb
     }
 
     const bool probe = cache_probing(w.ep_cache, w.use_endpoint_cache);
-    rte_mbuf* uni[max_burst];
-    uint64_t keys[max_burst];
-    uint32_t hashes[max_burst];
-    uint16_t n_uni = 0;
-    rte_mbuf* bum[max_burst];
-    uint16_t n_bum = 0;
+    unicast_frames uni;
+    flood_frames bum;
 
     const frame_expect ex(*b, *seg);
     for (uint16_t i = 0; i < n; i++) {
         if (i + 3 < n)
             rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 3], void*));
         rte_mbuf* m = pkts[i];
-        if (!plain_unicast(m, ex) && !screen_frame(w, *b, *seg, rx_port, m, bum, n_bum))
+        if (!plain_unicast(m, ex) && !screen_frame(w, *b, *seg, rx_port, m, bum.pkts, bum.n))
             continue;
-        keys[n_uni] = dst_key(m, seg->stats_slot);
-        hashes[n_uni] = endpoint_hash(keys[n_uni]);
+        const uint16_t k = uni.n++;
+        uni.keys[k] = dst_key(m, seg->stats_slot);
+        uni.hashes[k] = endpoint_hash(uni.keys[k]);
         // looked up after the parse loop
         if (probe)
-            rte_prefetch0(&cache_set(w.ep_cache, hashes[n_uni]));
+            rte_prefetch0(&cache_set(w.ep_cache, uni.hashes[k]));
         else
-            endpoint_prefetch(w.tables->endpoints, hashes[n_uni]);
-        uni[n_uni++] = m;
+            endpoint_prefetch(w.tables->endpoints, uni.hashes[k]);
+        uni.pkts[k] = m;
     }
 
     encap_tally tally;
-    if (n_uni != 0)
-        unicast_burst(w, cfg, rx_port, *seg, uni, keys, hashes, n_uni, probe, bum, n_bum, tally);
+    if (uni.n != 0)
+        unicast_burst(w, cfg, rx_port, *seg, uni, probe, bum, tally);
 
     flood_vteps fv;
-    for (uint16_t i = 0; i < n_bum; i++)
-        flood_from_container(w, cfg, rx_port, bum[i], *seg, fv, tally);
+    for (uint16_t i = 0; i < bum.n; i++)
+        flood_from_container(w, cfg, rx_port, bum.pkts[i], *seg, fv, tally);
     tally.flush(w);
 }
 

@@ -447,6 +447,87 @@ private:
     }
 };
 
+/// A transaction in Consul's terms: its KV operations, and for each the index of the
+/// txn_op it came from.
+struct consul_txn {
+    json body = json::array();
+    std::vector<size_t> origin;
+};
+
+consul_txn to_consul_txn(const consul_core& c, const std::vector<txn_op>& ops) {
+    // [docs txn] KV verbs; values are base64 in the request.
+    consul_txn t;
+    const auto add = [&](size_t i, json kv) {
+        json op = json::object();
+        op["KV"] = std::move(kv);
+        t.body.push_back(std::move(op));
+        t.origin.push_back(i);
+    };
+    for (size_t i = 0; i < ops.size(); i++) {
+        const txn_op& op = ops[i];
+        const std::string key = c.full_key(op.key);
+        if (op.what == txn_op::kind::create) {
+            if (op.lease == nullptr) {
+                add(i, json{{"Verb", "cas"}, {"Key", key}, {"Value", b64_encode(op.value)}, {"Index", 0}});
+            } else {
+                // A bare lock would also take an existing unlocked key: check absence first.
+                add(i, json{{"Verb", "check-not-exists"}, {"Key", key}});
+                add(i, json{{"Verb", "lock"}, {"Key", key}, {"Value", b64_encode(op.value)}, {"Session", op.lease->id()}});
+            }
+        } else if (op.what == txn_op::kind::put) {
+            add(i, json{{"Verb", "set"}, {"Key", key}, {"Value", b64_encode(op.value)}});
+        } else if (op.mod_rev == 0) {
+            add(i, json{{"Verb", "delete"}, {"Key", key}});
+        } else {
+            // delete-cas succeeds on an absent key ([src] kvsDeleteCASTxn): check it exists.
+            add(i, json{{"Verb", "check-index"}, {"Key", key}, {"Index", op.mod_rev}});
+            add(i, json{{"Verb", "delete-cas"}, {"Key", key}, {"Index", op.mod_rev}});
+        }
+    }
+    return t;
+}
+
+/// A 200 or 409 reply to a transaction: its result, or the error to throw.
+struct txn_outcome {
+    txn_result result;
+    std::string error;   // non-empty: throw store_error
+};
+
+txn_outcome read_txn_reply(const consul_core& c, const std::vector<txn_op>& ops, const consul_txn& t, unsigned status,
+                           const json& reply) {
+    txn_outcome o;
+    if (status == 200) {
+        o.result.succeeded = true;
+        for (const json& r : member(reply, "Results"))
+            o.result.revision = std::max(o.result.revision, u64(member(r, "KV"), "ModifyIndex"));
+        return o;
+    }
+    const json& errors = member(reply, "Errors");
+    if (!errors.is_array() || errors.empty())
+        throw std::invalid_argument("HTTP 409 without Errors");
+    const json& first = errors[0];
+    const uint64_t at = u64(first, "OpIndex");
+    const std::string what = str(first, "What");
+    if (at >= t.body.size())
+        throw std::invalid_argument("Errors[0].OpIndex " + std::to_string(at) + " out of range");
+    const std::string verb = t.body[at]["KV"]["Verb"].get<std::string>();
+    const bool denied = contains(what, "Permission denied") || contains(what, "ACL");
+    const bool condition = verb == "check-not-exists" || verb == "check-index" || verb == "cas" ||
+                           verb == "delete-cas" ||
+                           (verb == "lock" && (contains(what, "already held") || contains(what, "lock delay")));
+    if (denied || !condition) {
+        o.error = c.where + ": PUT /v1/txn: operation " + std::to_string(at) + " (" + verb + " " +
+                  ops[t.origin[at]].key + ") failed: " + what;
+        if (denied)
+            o.error += c.opts.token.empty()
+                           ? " (no ACL token configured: set --store-token-file or CONSUL_HTTP_TOKEN)"
+                           : " (the configured ACL token lacks write permission)";
+        return o;
+    }
+    o.result.failed_key = ops[t.origin[at]].key;
+    return o;
+}
+
 } // namespace
 
 // ---- consul_store ----
@@ -485,88 +566,24 @@ asio::awaitable<kv_snapshot> consul_store::list(std::string prefix) {
 asio::awaitable<txn_result> consul_store::txn(std::vector<txn_op> ops) {
     const core_ptr c = core_;
     check_txn_ops<consul_liveness>(ops, c, check_key);
-    // [docs txn] KV verbs; values are base64 in the request.
-    json body = json::array();
-    std::vector<size_t> origin;   // Consul op index -> ops index
-    const auto add = [&](size_t i, json kv) {
-        json op = json::object();
-        op["KV"] = std::move(kv);
-        body.push_back(std::move(op));
-        origin.push_back(i);
-    };
-    for (size_t i = 0; i < ops.size(); i++) {
-        const txn_op& op = ops[i];
-        const std::string key = c->full_key(op.key);
-        if (op.what == txn_op::kind::create) {
-            if (op.lease == nullptr) {
-                add(i, json{{"Verb", "cas"}, {"Key", key}, {"Value", b64_encode(op.value)}, {"Index", 0}});
-            } else {
-                // A bare lock would also take an existing unlocked key: check absence first.
-                add(i, json{{"Verb", "check-not-exists"}, {"Key", key}});
-                add(i, json{{"Verb", "lock"}, {"Key", key}, {"Value", b64_encode(op.value)}, {"Session", op.lease->id()}});
-            }
-        } else if (op.what == txn_op::kind::put) {
-            add(i, json{{"Verb", "set"}, {"Key", key}, {"Value", b64_encode(op.value)}});
-        } else if (op.mod_rev == 0) {
-            add(i, json{{"Verb", "delete"}, {"Key", key}});
-        } else {
-            // delete-cas succeeds on an absent key ([src] kvsDeleteCASTxn): check it exists.
-            add(i, json{{"Verb", "check-index"}, {"Key", key}, {"Index", op.mod_rev}});
-            add(i, json{{"Verb", "delete-cas"}, {"Key", key}, {"Index", op.mod_rev}});
-        }
-    }
-    if (body.size() > max_txn_ops)
+    const consul_txn t = to_consul_txn(*c, ops);
+    if (t.body.size() > max_txn_ops)
         throw std::invalid_argument("transaction of " + std::to_string(ops.size()) + " operations needs " +
-                                    std::to_string(body.size()) + " Consul txn operations, more than Consul's limit of " +
+                                    std::to_string(t.body.size()) + " Consul txn operations, more than Consul's limit of " +
                                     std::to_string(max_txn_ops) + "; split it");
-    if (body.empty()) {
+    if (t.body.empty()) {
         txn_result none;
         none.succeeded = true;
         co_return none;
     }
-    http_request req = c->request(http::verb::put, "/v1/txn", body.dump());
+    http_request req = c->request(http::verb::put, "/v1/txn", t.body.dump());
     const http_response res = co_await c->http.send(req);
     const unsigned status = res.result_int();
     if (status != 200 && status != 409)
         c->throw_status(req, res);
     const json reply = parse_body(*c, "PUT /v1/txn", res);
-    struct outcome {
-        txn_result result;
-        std::string error;   // non-empty: throw store_error
-    };
-    const outcome out = decode(c->where, "PUT /v1/txn", [&] {
-        outcome o;
-        if (status == 200) {
-            o.result.succeeded = true;
-            for (const json& r : member(reply, "Results"))
-                o.result.revision = std::max(o.result.revision, u64(member(r, "KV"), "ModifyIndex"));
-            return o;
-        }
-        const json& errors = member(reply, "Errors");
-        if (!errors.is_array() || errors.empty())
-            throw std::invalid_argument("HTTP 409 without Errors");
-        const json& first = errors[0];
-        const uint64_t at = u64(first, "OpIndex");
-        const std::string what = str(first, "What");
-        if (at >= body.size())
-            throw std::invalid_argument("Errors[0].OpIndex " + std::to_string(at) + " out of range");
-        const std::string verb = body[at]["KV"]["Verb"].get<std::string>();
-        const bool denied = contains(what, "Permission denied") || contains(what, "ACL");
-        const bool condition = verb == "check-not-exists" || verb == "check-index" || verb == "cas" ||
-                               verb == "delete-cas" ||
-                               (verb == "lock" && (contains(what, "already held") || contains(what, "lock delay")));
-        if (denied || !condition) {
-            o.error = c->where + ": PUT /v1/txn: operation " + std::to_string(at) + " (" + verb + " " +
-                      ops[origin[at]].key + ") failed: " + what;
-            if (denied)
-                o.error += c->opts.token.empty()
-                               ? " (no ACL token configured: set --store-token-file or CONSUL_HTTP_TOKEN)"
-                               : " (the configured ACL token lacks write permission)";
-            return o;
-        }
-        o.result.failed_key = ops[origin[at]].key;
-        return o;
-    });
+    const txn_outcome out =
+        decode(c->where, "PUT /v1/txn", [&] { return read_txn_reply(*c, ops, t, status, reply); });
     if (!out.error.empty())
         throw store_error(out.error);
     co_return out.result;
