@@ -355,9 +355,9 @@ loaded_tables load_tables(const options& o) {
 
     std::vector<std::string> problems;
     {
-        std::map<std::string, std::string> kv;
+        ctl::store_view kv;
         for (const auto& it : snap.items)
-            kv.emplace(it.key, it.value);
+            kv.emplace(it.key, it);
         ctl::desired_state want = build_desired(kv, ctl::sync_identity{o.host_id, cfg.vtep_ip_be}, problems);
         if (unsigned failed = apply_diff(lt.applied, want, *lt.tw); failed != 0)
             throw std::runtime_error(std::to_string(failed) + " table updates failed (table_limits too small?)");
@@ -366,16 +366,16 @@ loaded_tables load_tables(const options& o) {
         lt.applied.names.clear();
         // This host's endpoints (overpassd: the agent, with the ports it attached).
         std::map<uint32_t, uint32_t> vni_of_net;
-        for (const auto& [key, value] : kv) {
+        for (const auto& [key, item] : kv) {
             const ctl::keys::parsed k = ctl::keys::parse(key);
             if (k.what == ctl::keys::parsed::kind::net_meta)
-                vni_of_net[std::hash<std::string>{}(k.id)] = ctl::net_meta_from_value(k.id, value).vni;
+                vni_of_net[std::hash<std::string>{}(k.id)] = ctl::net_meta_from_value(k.id, item.value).vni;
         }
-        for (const auto& [key, value] : kv) {
+        for (const auto& [key, item] : kv) {
             const ctl::keys::parsed k = ctl::keys::parse(key);
             if (k.what != ctl::keys::parsed::kind::endpoint)
                 continue;
-            const ctl::endpoint_record e = ctl::endpoint_record_from_value(value);
+            const ctl::endpoint_record e = ctl::endpoint_record_from_value(item.value);
             if (e.host != o.host_id)
                 continue;
             auto net = vni_of_net.find(std::hash<std::string>{}(k.id));

@@ -124,6 +124,44 @@ std::string trimmed(std::string_view s) {
 
 bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
+// Consul refuses, on every KV read, a key that ends in something like a file name
+// extension (".json", ".js", ".sh" ...; validateKVKey), though a transaction writes it:
+// a network named "web.json" could be created and then never read. Such a key is stored
+// with a ',' appended, and so is a key that already ends in ',' (overpass's own keys
+// never do), which keeps the mapping one to one.
+
+/// The last component ends in '.' and letters or digits, at least one a letter (so an
+/// address such as "10.0.2.3" does not).
+bool ends_like_a_file_name(std::string_view key) {
+    const size_t dot = key.rfind('.');
+    const size_t slash = key.rfind('/');
+    if (dot == std::string_view::npos || (slash != std::string_view::npos && dot < slash))
+        return false;
+    const std::string_view ext = key.substr(dot + 1);
+    const auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    const auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    return !ext.empty() && std::all_of(ext.begin(), ext.end(), alnum) && std::any_of(ext.begin(), ext.end(), alpha);
+}
+
+std::string consul_key(std::string_view key) {
+    std::string k(key);
+    if (ends_like_a_file_name(key) || key.ends_with(','))
+        k += ',';
+    return k;
+}
+
+std::string key_from_consul(std::string key) {
+    if (key.ends_with(','))
+        key.pop_back();
+    return key;
+}
+
+/// A prefix Consul reads: one that ends like a file name is cut back to its last '.';
+/// the listing is then filtered by the prefix itself.
+std::string consul_prefix(std::string_view prefix) {
+    return std::string(ends_like_a_file_name(prefix) ? prefix.substr(0, prefix.rfind('.') + 1) : prefix);
+}
+
 } // namespace
 
 struct consul_store::core : http_store::server {
@@ -131,6 +169,15 @@ struct consul_store::core : http_store::server {
         : server(i, "consul", std::move(h), p, std::move(n), o.request_timeout, http_tls_options{o.tls, o.ca_file}),
           opts(std::move(o)) {}
     consul_store_options opts;
+
+    // The server's, with Consul's key mapping (consul_key()).
+    std::string full_key(std::string_view key) const { return ns + consul_key(key); }
+    std::optional<std::string> user_key(const std::string& key) const {
+        std::optional<std::string> k = server::user_key(key);
+        if (k)
+            *k = key_from_consul(std::move(*k));
+        return k;
+    }
 
     http_request request(http::verb verb, std::string target, std::string body = {}) const {
         http_request req = http.make_request(verb, std::move(target));
@@ -190,11 +237,13 @@ struct listing {
 };
 
 std::string list_target(const consul_core& c, const std::string& prefix) {
-    return "/v1/kv/" + c.full_key(prefix) + "?recurse";
+    return "/v1/kv/" + c.ns + consul_prefix(prefix) + "?recurse";
 }
 
-// Decodes a 200/404 reply of a recursive KV read; other statuses throw.
-listing decode_listing(const consul_core& c, const http_request& req, const http_response& res) {
+// Decodes a 200/404 reply of a recursive KV read of `prefix` (list_target()); other
+// statuses throw.
+listing decode_listing(const consul_core& c, const std::string& prefix, const http_request& req,
+                       const http_response& res) {
     const std::string what = "GET /v1/kv/" + c.ns + "...";
     if (res.result_int() != 200 && res.result_int() != 404)
         c.throw_status(req, res);
@@ -210,7 +259,7 @@ listing decode_listing(const consul_core& c, const http_request& req, const http
         l.index = out.index;
         for (const json& e : body) {
             std::optional<std::string> key = c.user_key(str(e, "Key"));
-            if (!key)
+            if (!key || !key->starts_with(prefix))
                 continue;
             kv_item item;
             item.key = std::move(*key);
@@ -230,7 +279,7 @@ asio::awaitable<listing> list_impl(core_ptr c, std::string prefix) {
     check_prefix(prefix);
     http_request req = c->request(http::verb::get, list_target(*c, prefix));
     const http_response res = co_await c->http.send(req);
-    listing l = decode_listing(*c, req, res);
+    listing l = decode_listing(*c, prefix, req, res);
     co_return l;
 }
 
@@ -290,6 +339,7 @@ struct consul_watch_state : http_store::watch_state<consul_core> {
     std::map<std::string, kv_item> known;
     double tokens;                           // token bucket
     std::chrono::steady_clock::time_point refilled;
+    bool recovering = false;                 // a request failed since the last answer
 };
 
 class consul_watch final : public http_store::watch<consul_watch_state, consul_watch> {
@@ -346,7 +396,8 @@ private:
     // Consul answers with the full state, not events: the deltas are the difference
     // between two listings. Puts in ModifyIndex order, then deletes in key order (a
     // delete's index is not visible in the listing).
-    static void deliver_diff(state& s, listing&& l, uint64_t revision) {
+    // Whether it delivered anything.
+    static bool deliver_diff(state& s, listing&& l, uint64_t revision) {
         std::vector<kv_delta> puts;
         std::vector<kv_delta> dels;
         std::map<std::string, kv_item> next;
@@ -366,10 +417,11 @@ private:
             puts.push_back(std::move(d));
         s.known = std::move(next);
         if (puts.empty())
-            return;
+            return false;
         s.have_state = false;   // stays false if the callback throws: resync next time
         s.cbs.on_changes(puts, revision);
         s.have_state = true;
+        return true;
     }
 
     // One blocking query and its handling, per the docs' "Implementation Details".
@@ -382,7 +434,9 @@ private:
                 co_return;
             s->conn = std::move(fresh);
         }
-        const bool blocking = s->have_state && s->index > 0;
+        // After an error, read at once instead of blocking: the answer tells the callbacks
+        // that the store is back even when nothing changed meanwhile.
+        const bool blocking = s->have_state && s->index > 0 && !s->recovering;
         std::string target = list_target(*c, s->prefix);
         milliseconds timeout = o.request_timeout;
         if (blocking) {
@@ -396,9 +450,10 @@ private:
             co_return;
         if (!res.keep_alive())
             close(*s);
-        listing l = decode_listing(*c, req, res);
+        listing l = decode_listing(*c, s->prefix, req, res);
         // [docs features/blocking] "sanity check index is greater than zero".
         const uint64_t n = std::max<uint64_t>(l.index, 1);
+        const bool recovered = std::exchange(s->recovering, false);
         if (!s->have_state) {
             s->index = n;
             deliver_snapshot(*s, std::move(l), n);
@@ -414,7 +469,8 @@ private:
         if (blocking && n == s->index)
             co_return;   // a wake-up without change (timeout, idempotent write, ...)
         s->index = n;
-        deliver_diff(*s, std::move(l), n);
+        if (!deliver_diff(*s, std::move(l), n) && recovered)
+            s->cbs.on_changes({}, n);   // nothing changed, but the store answers again
     }
 
     static asio::awaitable<void> loop(std::shared_ptr<state> s) {
@@ -437,6 +493,7 @@ private:
                 continue;
             }
             close(*s);
+            s->recovering = true;
             if (!s->have_state)
                 s->index = 0;
             s->errors.report(s->cbs, error);

@@ -67,7 +67,7 @@ struct consul_store_options {
     std::chrono::milliseconds watch_refill{3000};
     /// Back-off after a failed watch request (exponential, with jitter, reset on success).
     std::chrono::milliseconds watch_backoff_min{250};
-    std::chrono::milliseconds watch_backoff_max{30000};
+    std::chrono::milliseconds watch_backoff_max{4000};
     /// At most one on_error report per interval (the first one immediately).
     std::chrono::milliseconds error_report_interval{10000};
     /// LockDelay of the sessions: after a session ends, its keys cannot be locked

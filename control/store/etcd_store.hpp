@@ -39,7 +39,7 @@ struct etcd_store_options {
     /// Watch re-establishment back-off (exponential, with jitter, reset after a stream
     /// was created successfully).
     std::chrono::milliseconds watch_backoff_min{100};
-    std::chrono::milliseconds watch_backoff_max{10000};
+    std::chrono::milliseconds watch_backoff_max{4000};
     /// At most one on_error report per interval (the first one immediately).
     std::chrono::milliseconds error_report_interval{10000};
     /// Test hook: false leaves leases unrenewed (renew() still works), so tests can let

@@ -3,6 +3,7 @@
 #include "control/log.hpp"
 #include "control/sync/sync.hpp"
 
+#include <array>
 #include <cctype>
 #include <chrono>
 #include <cstring>
@@ -30,26 +31,60 @@ bool operator==(const network_spec& a, const network_spec& b) noexcept {
            a.gateway_be == b.gateway_be;
 }
 
-desired_state build_desired(const std::map<std::string, std::string>& kv, const sync_identity& self,
-                            std::vector<std::string>& problems) {
+namespace {
+
+std::string lower(std::string s) {
+    for (char& c : s)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+/// Who holds a network's VNI, or an endpoint's MAC within its network.
+struct holder {
+    bool own = false;          ///< an endpoint of this host (always kept)
+    uint64_t create_rev = 0;
+    std::string key;
+    /// Whether a record `b` created at `rev` (own: of this host) must yield to this holder:
+    /// this host's endpoints first, then the one created first (key order on a tie).
+    bool keeps_over(bool b_own, uint64_t rev, const std::string& b_key) const noexcept {
+        if (own != b_own)
+            return own;
+        return create_rev != rev ? create_rev < rev : key < b_key;
+    }
+};
+
+} // namespace
+
+desired_state build_desired(const store_view& kv, const sync_identity& self, std::vector<std::string>& problems) {
     desired_state want;
     std::map<std::string, uint32_t> vni_of;   // network id -> VNI
-    // Pass 1: networks and hosts (endpoints need their network's VNI).
-    for (const auto& [key, value] : kv) {
+    // Pass 1: networks and hosts (endpoints need their network's VNI). A VNI belongs to
+    // the network created first; a later record asking for it is skipped, whatever its id.
+    std::map<uint32_t, holder> vni_holder;
+    std::map<uint32_t, std::string> vni_net_id;
+    for (const auto& [key, item] : kv) {
         const keys::parsed k = keys::parse(key);
         try {
             if (k.what == keys::parsed::kind::net_meta) {
-                const net_meta m = net_meta_from_value(k.id, value);
-                if (want.networks.contains(m.vni)) {
-                    problems.push_back(key + ": VNI " + std::to_string(m.vni) + " already used by another network");
-                    continue;
+                const net_meta m = net_meta_from_value(k.id, item.value);
+                if (auto h = vni_holder.find(m.vni); h != vni_holder.end()) {
+                    if (h->second.keeps_over(false, item.create_rev, key)) {
+                        problems.push_back(key + ": VNI " + std::to_string(m.vni) + " is already used by network \"" +
+                                           want.network_names[m.vni] + "\" (" + h->second.key + ", created first)");
+                        continue;
+                    }
+                    problems.push_back(h->second.key + ": VNI " + std::to_string(m.vni) + " is already used by network \"" +
+                                       m.name + "\" (" + key + ", created first)");
+                    vni_of.erase(vni_net_id[m.vni]);
                 }
+                vni_holder[m.vni] = holder{false, item.create_rev, key};
+                vni_net_id[m.vni] = k.id;
                 want.network_names[m.vni] = m.name;
                 want.networks[m.vni] = network_spec{m.vni, m.mtu, rte_cpu_to_be_32(m.subnet.addr),
                                                     rte_cpu_to_be_32(m.subnet.mask()), rte_cpu_to_be_32(m.gateway)};
                 vni_of[k.id] = m.vni;
             } else if (k.what == keys::parsed::kind::host) {
-                const host_record h = host_record_from_value(value);
+                const host_record h = host_record_from_value(item.value);
                 const rte_be32_t vtep = rte_cpu_to_be_32(*parse_ipv4(h.vtep));
                 if (k.id != self.host_id && vtep != self.vtep_be)
                     want.vteps.insert(vtep);
@@ -58,32 +93,61 @@ desired_state build_desired(const std::map<std::string, std::string>& kv, const 
             problems.push_back(key + ": " + e.what());
         }
     }
-    // Pass 2: remote endpoints.
-    for (const auto& [key, value] : kv) {
+    // Pass 2: endpoints. A MAC within a network belongs to this host's endpoint, else to
+    // the endpoint created first: a later record with the same MAC is skipped (and so
+    // leaves nothing behind when it is deleted). This host's endpoints are programmed by
+    // the agent with their ports; they count here for their MACs and names only.
+    struct accepted {
+        holder who;
+        rte_be32_t ip_be;
+        std::string name;   ///< lower case
+        remote_endpoint ep;
+    };
+    std::map<std::pair<uint32_t, std::array<uint8_t, 6>>, accepted> by_mac;
+    for (const auto& [key, item] : kv) {
         const keys::parsed k = keys::parse(key);
         if (k.what != keys::parsed::kind::endpoint)
             continue;
         try {
-            const endpoint_record e = endpoint_record_from_value(value);
+            const endpoint_record e = endpoint_record_from_value(item.value);
             auto net = vni_of.find(k.id);
             if (net == vni_of.end())
-                continue;   // network meta not (yet) visible
-            std::string name = e.name;
-            for (char& c : name)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            want.names[{net->second, std::move(name)}] = rte_cpu_to_be_32(k.ip);
-            if (e.host == self.host_id)
-                continue;   // ours: the agent programs it with its port
-            const rte_be32_t vtep = rte_cpu_to_be_32(*parse_ipv4(e.vtep));
-            if (vtep == self.vtep_be) {
-                problems.push_back(key + ": host " + e.host + " claims this host's VTEP " + e.vtep);
-                continue;
+                continue;   // network meta not (yet) visible, or skipped above
+            const auto mac = parse_mac(e.mac);
+            if (!mac)
+                throw std::invalid_argument("invalid MAC \"" + e.mac + "\"");
+            const bool own = e.host == self.host_id;
+            rte_be32_t vtep = 0;
+            if (!own) {
+                vtep = rte_cpu_to_be_32(*parse_ipv4(e.vtep));
+                if (vtep == self.vtep_be) {
+                    problems.push_back(key + ": host " + e.host + " claims this host's VTEP " + e.vtep);
+                    continue;
+                }
             }
-            want.vteps.insert(vtep);
-            want.endpoints[{net->second, rte_cpu_to_be_32(k.ip)}] = remote_endpoint{to_ether(*parse_mac(e.mac)), vtep};
-        } catch (const std::exception& e) {
-            problems.push_back(key + ": " + e.what());
+            accepted a{holder{own, item.create_rev, key}, rte_cpu_to_be_32(k.ip), lower(e.name),
+                       remote_endpoint{to_ether(*mac), vtep}};
+            auto [it, fresh] = by_mac.try_emplace({net->second, *mac}, a);
+            if (!fresh) {
+                const bool keep = it->second.who.keeps_over(own, item.create_rev, key);
+                const accepted& loser = keep ? a : it->second;
+                const accepted& winner = keep ? it->second : a;
+                problems.push_back(loser.who.key + ": MAC " + e.mac + " is already used by endpoint \"" + winner.name +
+                                   "\" (" + winner.who.key + (winner.who.own ? ", on this host)" : ", created first)"));
+                if (!keep)
+                    it->second = a;
+            }
+        } catch (const std::exception& ex) {
+            problems.push_back(key + ": " + ex.what());
         }
+    }
+    for (const auto& [vni_mac, a] : by_mac) {
+        const uint32_t vni = vni_mac.first;
+        want.names[{vni, a.name}] = a.ip_be;
+        if (a.who.own)
+            continue;
+        want.vteps.insert(a.ep.vtep_be);
+        want.endpoints[{vni, a.ip_be}] = a.ep;
     }
     return want;
 }
@@ -203,15 +267,20 @@ void sync_engine::on_snapshot(const kv_snapshot& snap) {
     last_sync_ = std::chrono::steady_clock::now();
     view_.clear();
     for (const auto& item : snap.items)
-        view_[item.key] = item.value;
+        view_[item.key] = item;
     counters_.snapshots++;
     reconcile(snap.revision);
 }
 
 void sync_engine::on_changes(std::span<const kv_delta> deltas, uint64_t revision) {
+    if (store_failing_) {
+        // Changes arrive: the watch reads the store again, with or without a snapshot.
+        OVP_LOG(NOTICE, "store sync: store reachable again, changes applied up to revision %" PRIu64, revision);
+        store_failing_ = false;
+    }
     for (const auto& d : deltas) {
         if (d.what == kv_delta::kind::put)
-            view_[d.item.key] = d.item.value;
+            view_[d.item.key] = d.item;
         else
             view_.erase(d.item.key);
     }

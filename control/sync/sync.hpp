@@ -53,10 +53,15 @@ struct sync_identity {
     rte_be32_t vtep_be = 0;
 };
 
+/// The store as the sync engine sees it: every record by key.
+using store_view = std::map<std::string, kv_item>;
+
 /// Pure: the state the tables should hold for a store view. Unparseable records are
-/// skipped; `problems` receives one line per skipped record.
-desired_state build_desired(const std::map<std::string, std::string>& kv, const sync_identity& self,
-                            std::vector<std::string>& problems);
+/// skipped, and so are records that conflict with one there first: a network asking for
+/// a VNI that another network holds, an endpoint with a MAC that another endpoint of
+/// its network holds (this host's endpoints hold theirs whatever their age). `problems`
+/// receives one line per skipped record.
+desired_state build_desired(const store_view& kv, const sync_identity& self, std::vector<std::string>& problems);
 
 /// Moves the tables (and `applied`) toward `want`, in dependency order. Returns the number
 /// of table_writer calls that failed (those entries stay out of `applied`, so the next
@@ -113,11 +118,11 @@ private:
     std::function<void(rte_be32_t)> on_vtep_added_;
     uint64_t revision_ = 0;
     bool retry_pending_ = false;
-    bool store_failing_ = false;   ///< errors since the last snapshot
+    bool store_failing_ = false;   ///< errors since the last snapshot or change batch
     std::map<std::pair<uint32_t, std::string>, rte_be32_t> names_;   ///< from the last reconcile
     std::map<uint32_t, std::string> network_names_;                  ///< from the last reconcile
     std::chrono::steady_clock::time_point last_sync_{};
-    std::map<std::string, std::string> view_;
+    store_view view_;
     desired_state applied_;
     sync_counters counters_;
     std::unique_ptr<watch_handle> watch_;

@@ -968,6 +968,28 @@ TEST_P(store_contract, put_writes_whether_or_not_the_key_exists) {
     run(io, lease->release());
 }
 
+// Consul refuses to read a key that ends like a file name (".json", ".sh" ...), though
+// it lets a transaction write one: every backend must read, watch and remove such keys.
+TEST_P(store_contract, keys_that_end_like_file_names_work) {
+    ASSERT_TRUE(run(io, a->create(k("names/web.json"), "1")));
+    ASSERT_TRUE(run(io, a->create(k("names/app.v2"), "2")));
+    ASSERT_TRUE(run(io, a->create(k("names/web.jso"), "3")));
+    ASSERT_TRUE(run(io, a->create(k("names/10.0.2.3"), "4")));
+    ASSERT_TRUE(run(io, a->create(k("names/comma,"), "5")));
+    EXPECT_EQ(keys(*b), (std::vector<std::string>{k("names/10.0.2.3"), k("names/app.v2"), k("names/comma,"),
+                                                  k("names/web.jso"), k("names/web.json")}));
+    const kv_snapshot exact = run(io, b->list(k("names/web.json")));
+    ASSERT_EQ(exact.items.size(), 1u) << "a listing by the whole key finds exactly that key";
+    EXPECT_EQ(exact.items[0].key, k("names/web.json"));
+    EXPECT_EQ(exact.items[0].value, "1");
+    EXPECT_EQ(keys_of(run(io, b->list(k("names/web.js")))), (std::vector<std::string>{k("names/web.jso"), k("names/web.json")}));
+    EXPECT_FALSE(run(io, b->create(k("names/web.json"), "again"))) << "create-only holds for such a key too";
+    const uint64_t rev = exact.items[0].mod_rev;
+    EXPECT_TRUE(run(io, b->remove(k("names/web.json"), rev)));
+    EXPECT_TRUE(run(io, b->remove(k("names/comma,"))));
+    EXPECT_EQ(keys(*a), (std::vector<std::string>{k("names/10.0.2.3"), k("names/app.v2"), k("names/web.jso")}));
+}
+
 TEST_P(store_contract, ephemeral_keys_vanish_on_release) {
     auto lease = run(io, a->open_liveness("host-a", 5s));
     ASSERT_TRUE(lease->alive());
@@ -1383,6 +1405,30 @@ TEST_F(consul_only, server_errors_back_off_then_recover) {
     ASSERT_TRUE(run(io, s->create(p + "a", "1")));
     ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 2; }));
     EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 0", "put a=1"}));
+}
+
+// After a failed blocking query the watch reads at once, and says the store is back
+// (an empty change batch) even when nothing changed: the sync engine's store_up would
+// otherwise stay down until the next change.
+TEST_F(consul_only, watch_says_when_the_store_answers_again) {
+    consul_store_options o = quick_consul_options();
+    o.watch_wait = 60000ms;
+    auto s = open(o);
+    ASSERT_TRUE(run(io, s->create(p + "a", "1")));
+    watch_log log;
+    log.strip = p;
+    auto w = s->watch(p, log.callbacks());
+    ASSERT_TRUE(eventually(io, [&] { return log.lines.size() == 1; }));
+    ASSERT_TRUE(watch_parked());
+    fake->fault(json{{"status", 500}, {"body", "rpc error: boom"}, {"count", 1}, {"path", "/v1/kv/"}});
+    // Wake the parked query with a write: the query after the waking one meets the fault,
+    // and nothing changes after it.
+    ASSERT_TRUE(run(io, s->create(p + "b", "2")));
+    ASSERT_TRUE(eventually(io, [&] { return log.errors.size() == 1; }, 5s)) << ::testing::PrintToString(log.lines);
+    const size_t batches = log.revisions.size();
+    ASSERT_TRUE(eventually(io, [&] { return log.revisions.size() > batches; }, 5s))
+        << "no callback after the error although the store answers: " << ::testing::PrintToString(log.lines);
+    EXPECT_EQ(log.lines, (std::vector<std::string>{"snapshot 1", "put b=2"}));
 }
 
 TEST_F(consul_only, connection_reset_mid_body_recovers) {

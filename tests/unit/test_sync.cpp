@@ -68,6 +68,12 @@ TEST_F(sync_test, store_state_follows_the_watch) {
     engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24")}, 4});
     EXPECT_TRUE(engine.store_up());
     EXPECT_EQ(engine.counters().applied_revision, 4u);
+    // A watch that recovers without a snapshot (a blocking query answers again, an etcd
+    // stream is re-established from its revision) delivers changes: the store is up.
+    engine.on_error("HTTP 500");
+    EXPECT_FALSE(engine.store_up());
+    engine.on_changes({}, 5);
+    EXPECT_TRUE(engine.store_up());
 }
 
 TEST_F(sync_test, removals_go_endpoints_then_network_then_vtep) {
@@ -160,4 +166,61 @@ TEST_F(sync_test, resync_snapshot_replaces_the_view) {
     engine.on_snapshot(kv_snapshot{{net("n2", 4097, "10.0.3.0/24")}, 9});
     EXPECT_EQ(tw.calls, std::vector<std::string>{"remove_network 4096"});
     EXPECT_EQ(engine.counters().snapshots, 2u);
+}
+
+// A network record that asks for a VNI another network holds is refused in favour of the
+// one created first, whatever the ids' order; removing it leaves the first one as it was.
+TEST_F(sync_test, a_vni_belongs_to_the_network_created_first) {
+    kv_item first = net("n9", 4096, "10.0.2.0/24");
+    first.create_rev = first.mod_rev = 3;
+    kv_item late = net("n0", 4096, "10.0.7.0/24");   // its id sorts first
+    late.create_rev = late.mod_rev = 8;
+    engine.on_snapshot(kv_snapshot{{first, ep("n9", "10.0.2.3", "hostB", "198.18.0.2"), late,
+                                    ep("n0", "10.0.7.3", "hostB", "198.18.0.2")},
+                                   8});
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{
+                            "upsert_vtep 198.18.0.2",
+                            "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450",
+                            "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.2",
+                        }));
+    EXPECT_EQ(engine.counters().skipped_records, 1u);
+    EXPECT_EQ(engine.network_names().at(4096), "nn9");
+    EXPECT_EQ(engine.resolve(4096, "e10.0.2.3"), rte_cpu_to_be_32(0x0a000203));
+    EXPECT_FALSE(engine.resolve(4096, "e10.0.7.3").has_value());
+
+    tw.calls.clear();
+    const std::vector<kv_delta> gone{{kv_delta::kind::del, late}};
+    engine.on_changes(gone, 9);
+    EXPECT_TRUE(tw.calls.empty()) << "removing the refused record changes nothing";
+}
+
+// A record with the MAC of this host's endpoint, or of an endpoint created before it in
+// the same network, is refused: it neither unbinds the endpoint nor, once deleted, takes
+// the endpoint's table entry with it.
+TEST_F(sync_test, a_mac_belongs_to_this_hosts_endpoint_or_the_first_one) {
+    kv_item mine = ep("n1", "10.0.2.2", self_host, "198.18.0.1");
+    mine.create_rev = mine.mod_rev = 9;   // younger than the impostor: ours wins anyway
+    kv_item impostor{keys::endpoint("n1", 0x0a000209),
+                     to_value(endpoint_record{"evil", "02:42:0a:00:02:02", "hostB", "198.18.0.2", "tap"}), 5, 5};
+    kv_item older = ep("n1", "10.0.2.3", "hostC", "198.18.0.3");
+    older.create_rev = older.mod_rev = 2;
+    kv_item copy{keys::endpoint("n1", 0x0a000201 + 0x10),   // 10.0.2.17, sorts before 10.0.2.3
+                 to_value(endpoint_record{"copy", "02:42:0a:00:02:03", "hostB", "198.18.0.2", "tap"}), 6, 6};
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), mine, impostor, older, copy,
+                                    host("hostB", "198.18.0.2"), host("hostC", "198.18.0.3")},
+                                   9});
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{
+                            "upsert_vtep 198.18.0.2",
+                            "upsert_vtep 198.18.0.3",
+                            "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450",
+                            "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.3",
+                        }));
+    EXPECT_EQ(engine.counters().skipped_records, 2u);
+    EXPECT_FALSE(engine.resolve(4096, "evil").has_value());
+    EXPECT_FALSE(engine.resolve(4096, "copy").has_value());
+
+    tw.calls.clear();
+    const std::vector<kv_delta> gone{{kv_delta::kind::del, impostor}, {kv_delta::kind::del, copy}};
+    engine.on_changes(gone, 10);
+    EXPECT_TRUE(tw.calls.empty()) << "the refused records leave nothing to remove";
 }
