@@ -53,6 +53,8 @@ std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s);
 /// Lowest VNI handed out by default (below it stays free for manual assignment).
 inline constexpr uint32_t first_auto_vni = 4096;
 inline constexpr uint32_t max_vni = (1u << 24) - 1;
+/// VNI 0 is never a network's (it marks "none" in the tables); 24 bits at most.
+constexpr bool valid_vni(uint32_t vni) noexcept { return vni != 0 && vni <= max_vni; }
 
 /// 16 random hex characters, used for network ids and session ids.
 std::string random_id();

@@ -177,7 +177,7 @@ uint16_t check_outer(worker& w, const config_snapshot& cfg, const outer_expect& 
 
 /// Delivers a decapsulated BUM frame to every local port of its segment.
 void flood_from_underlay(worker& w, uint16_t uplink, rte_mbuf* m, const segment& seg) noexcept {
-    w.stats.networks[seg.stats_slot].bum_packets.add(1);
+    w.stats.networks[seg.stats_slot].flood_packets.add(1);
     if (seg.n_local_ports == 0) {
         rte_pktmbuf_free(m);   // nobody of this network on this host
         return;

@@ -159,7 +159,7 @@ bool bum_budget(worker& w, const config_snapshot& cfg, uint32_t frames) noexcept
 /// of the segment and every resolved remote VTEP of its flood list.
 void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_port, rte_mbuf* m,
                           const segment& seg, flood_vteps& fv, encap_tally& tally) noexcept {
-    w.stats.networks[seg.stats_slot].bum_packets.add(1);
+    w.stats.networks[seg.stats_slot].flood_packets.add(1);
     if (!fv.loaded && seg.n_remote_vteps != 0)
         load_flood_vteps(w, seg, fv);
 

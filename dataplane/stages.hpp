@@ -26,7 +26,7 @@ namespace overpass::dp {
 /// packet never existed, e.g. a replication copy that could not be allocated).
 inline void count_drop(worker& w, uint16_t port, drop_reason reason) noexcept {
     w.stats.drop(reason);
-    w.stats.ports[port].drops.add(1);
+    w.stats.ports[port].dropped_packets.add(1);
 }
 
 /// Counted drop: the packet is freed and attributed to the port it was received on.

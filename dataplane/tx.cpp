@@ -26,10 +26,10 @@ void tx_send_buffer(worker& w, uint16_t port) noexcept {
     if (sent < b.n) {
         const uint16_t refused = b.n - sent;
         w.stats.drop(drop_reason::tx_full, refused);
-        pc.drops.add(refused);
+        pc.dropped_packets.add(refused);
         rte_pktmbuf_free_bulk(&b.pkts[sent], refused);
     }
-    w.stats.tx_flushes.add(1);
+    w.stats.tx_bursts.add(1);
     b.n = 0;
     b.bytes = 0;
 }

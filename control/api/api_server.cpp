@@ -2,6 +2,7 @@
 // runs on: control thread
 #include "control/log.hpp"
 #include "control/api/api_server.hpp"
+#include "control/api/schema.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include <iostream>
 #include <optional>
 #include <stdexcept>
+#include <string_view>
+#include <vector>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -31,7 +34,32 @@ namespace {
 
 constexpr size_t max_body = 64 * 1024;
 
-api_response error(unsigned status, const std::string& msg) { return {status, {{"error", msg}}}; }
+/// A refusal of the API's own (no such path, method or query): status + one line.
+struct http_error : std::runtime_error {
+    unsigned status;
+    http_error(unsigned s, const std::string& message) : std::runtime_error(message), status(s) {}
+};
+
+/// The one place where the cluster's error kinds become HTTP statuses.
+unsigned status_of(error_kind k) {
+    switch (k) {
+    case error_kind::invalid:
+        return 400;
+    case error_kind::not_found:
+        return 404;
+    case error_kind::conflict:
+        return 409;
+    case error_kind::exhausted:
+        return 507;
+    case error_kind::unavailable:
+        return 503;
+    case error_kind::internal:
+        return 500;
+    }
+    return 500;
+}
+
+api_response error(unsigned status, const std::string& msg) { return {status, {{api::field::error, msg}}}; }
 
 // With GCC 12, `co_return api_response{status, json}` (a braced aggregate in the co_return
 // statement) crashed the server at -O2 while serialising the response: build responses
@@ -43,50 +71,124 @@ api_response respond(unsigned status, nlohmann::json body) {
     return r;
 }
 
-// Body fields, with a 400 naming the field on a wrong type.
-const nlohmann::json* field(const nlohmann::json& j, const char* name) {
-    auto it = j.find(name);
-    return it == j.end() || it->is_null() ? nullptr : &*it;
+template <class T>
+nlohmann::json encode_all(const std::vector<T>& items) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& i : items)
+        out.push_back(api::encode(i));
+    return out;
 }
 
-std::optional<std::string> opt_string(const nlohmann::json& j, const char* name) {
-    const auto* f = field(j, name);
-    if (f == nullptr)
-        return std::nullopt;
-    if (!f->is_string())
-        throw api_error(400, std::string("field \"") + name + "\" must be a string");
-    return f->get<std::string>();
+// ---- the handlers: one per route ----
+
+/// One routed request, as its handler sees it.
+struct call {
+    agent& ag;
+    const std::function<nlohmann::json()>& stats;
+    const std::string& body;
+    const std::string& query;   ///< after '?', undecoded
+    std::string name;           ///< the path's {name}, if the route has one
+};
+
+asio::awaitable<api_response> list_networks(const call& c) {
+    const std::vector<net_meta> nets = co_await c.ag.list_networks();
+    co_return respond(200, encode_all(nets));
 }
 
-std::string req_string(const nlohmann::json& j, const char* name) {
-    auto s = opt_string(j, name);
-    if (!s || s->empty())
-        throw api_error(400, std::string("missing field \"") + name + "\"");
-    return *s;
+asio::awaitable<api_response> create_network(const call& c) {
+    network_request req = api::decode<network_request>(api::parse_object(c.body));
+    const net_meta created = co_await c.ag.create_network(std::move(req));
+    co_return respond(201, api::encode(created));
 }
 
-std::optional<uint32_t> opt_uint(const nlohmann::json& j, const char* name) {
-    const auto* f = field(j, name);
-    if (f == nullptr)
-        return std::nullopt;
-    if (!f->is_number_unsigned() || f->get<uint64_t>() > UINT32_MAX)
-        throw api_error(400, std::string("field \"") + name + "\" must be a non-negative integer");
-    return f->get<uint32_t>();
+asio::awaitable<api_response> inspect_network(const call& c) {
+    const network_details d = co_await c.ag.inspect_network(c.name);
+    co_return respond(200, api::encode(d));
 }
 
-nlohmann::json parse_body(const std::string& body, std::initializer_list<const char*> allowed) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(body);
-    } catch (const nlohmann::json::parse_error&) {
-        throw api_error(400, "request body is not valid JSON");
+asio::awaitable<api_response> remove_network(const call& c) {
+    co_await c.ag.remove_network(c.name);
+    co_return respond(204, nullptr);
+}
+
+asio::awaitable<api_response> list_endpoints(const call& c) {
+    const std::vector<endpoint_info> eps = co_await c.ag.list_endpoints();
+    co_return respond(200, encode_all(eps));
+}
+
+asio::awaitable<api_response> attach_endpoint(const call& c) {
+    attach_request req = api::decode<attach_request>(api::parse_object(c.body));
+    const endpoint_info attached = co_await c.ag.attach_endpoint(std::move(req));
+    co_return respond(201, api::encode(attached));
+}
+
+asio::awaitable<api_response> detach_endpoint(const call& c) {
+    const std::string network_eq = std::string(api::field::network) + "=";
+    std::string network;
+    if (c.query.starts_with(network_eq))
+        network = c.query.substr(network_eq.size());
+    else if (!c.query.empty())
+        throw http_error(400, "unknown query \"" + c.query + "\"");
+    co_await c.ag.detach_endpoint(c.name, network);
+    co_return respond(204, nullptr);
+}
+
+asio::awaitable<api_response> list_hosts(const call& c) {
+    const std::vector<host_info> hosts = co_await c.ag.list_hosts();
+    co_return respond(200, encode_all(hosts));
+}
+
+asio::awaitable<api_response> stats(const call& c) {
+    nlohmann::json out = c.stats ? c.stats() : nlohmann::json::object();
+    if (out.is_object())
+        out[api::field::control] = c.ag.status();
+    co_return respond(200, std::move(out));
+}
+
+// ---- the route table ----
+
+struct route_entry {
+    std::string_view method;
+    std::string pattern;   ///< "/v1/networks/{name}": {name} takes one non-empty segment
+    asio::awaitable<api_response> (*handler)(const call&);
+};
+
+const std::vector<route_entry>& routes() {
+    static const std::string item = "/{name}";
+    static const std::vector<route_entry> table{
+        {"GET", std::string(api::path::networks), list_networks},
+        {"POST", std::string(api::path::networks), create_network},
+        {"GET", std::string(api::path::networks) + item, inspect_network},
+        {"DELETE", std::string(api::path::networks) + item, remove_network},
+        {"GET", std::string(api::path::endpoints), list_endpoints},
+        {"POST", std::string(api::path::endpoints), attach_endpoint},
+        {"DELETE", std::string(api::path::endpoints) + item, detach_endpoint},
+        {"GET", std::string(api::path::hosts), list_hosts},
+        {"GET", std::string(api::path::stats), stats},
+    };
+    return table;
+}
+
+/// Whether `path` has the shape of `pattern`, segment by segment; sets `name` to what
+/// {name} matched.
+bool matches(std::string_view pattern, std::string_view path, std::string& name) {
+    for (;;) {
+        const size_t ps = pattern.find('/');
+        const size_t qs = path.find('/');
+        const std::string_view want = pattern.substr(0, ps);
+        const std::string_view got = path.substr(0, qs);
+        if (want == "{name}") {
+            if (got.empty())
+                return false;
+            name = got;
+        } else if (want != got) {
+            return false;
+        }
+        if (ps == std::string_view::npos || qs == std::string_view::npos)
+            return ps == qs;
+        pattern.remove_prefix(ps + 1);
+        path.remove_prefix(qs + 1);
     }
-    if (!j.is_object())
-        throw api_error(400, "request body must be a JSON object");
-    for (const auto& [k, v] : j.items())
-        if (std::find_if(allowed.begin(), allowed.end(), [&k](const char* a) { return k == a; }) == allowed.end())
-            throw api_error(400, "unknown field \"" + k + "\"");
-    return j;
 }
 
 } // namespace
@@ -167,7 +269,7 @@ asio::awaitable<void> api_server::serve(local::socket sock) {
             bool keep_alive = false;
             if (ec) {
                 res.result(ec == http::error::body_limit ? http::status::payload_too_large : http::status::bad_request);
-                res.body() = nlohmann::json{{"error", "bad request: " + ec.message()}}.dump();
+                res.body() = nlohmann::json{{api::field::error, "bad request: " + ec.message()}}.dump();
             } else {
                 const auto& req = parser.get();
                 keep_alive = req.keep_alive();
@@ -201,8 +303,12 @@ asio::awaitable<api_response> api_server::handle(std::string method, std::string
     try {
         api_response r = co_await route(method, target, body);
         result = std::move(r);
-    } catch (const api_error& e) {
-        result = error(static_cast<unsigned>(e.status), e.what());
+    } catch (const http_error& e) {
+        result = error(e.status, e.what());
+    } catch (const api::schema_error& e) {
+        result = error(400, e.what());
+    } catch (const cluster_error& e) {
+        result = error(status_of(e.kind), e.what());
     } catch (const store_error& e) {
         result = error(503, std::string("store unavailable: ") + e.what());
     } catch (const std::exception& e) {
@@ -219,92 +325,21 @@ asio::awaitable<api_response> api_server::route(const std::string& method, const
         path = target.substr(0, q);
         query = target.substr(q + 1);
     }
-    if (!path.starts_with("/v1/"))
-        throw api_error(404, "no such API path " + path);
-    std::string rest = path.substr(4);
-    std::string collection = rest.substr(0, rest.find('/'));
-    std::optional<std::string> item;
-    if (const size_t slash = rest.find('/'); slash != std::string::npos) {
-        item = rest.substr(slash + 1);
-        if (item->empty() || item->find('/') != std::string::npos)
-            throw api_error(404, "no such API path " + path);
+    bool path_known = false;
+    for (const route_entry& r : routes()) {
+        std::string name;
+        if (!matches(r.pattern, path, name))
+            continue;
+        path_known = true;
+        if (r.method != method)
+            continue;
+        const call c{agent_, stats_, body, query, std::move(name)};
+        api_response res = co_await r.handler(c);
+        co_return res;
     }
-    auto bad_method = [&]() { return api_error(405, "method " + method + " not allowed on " + path); };
-
-    if (collection == "networks") {
-        if (!item && method == "GET") {
-            nlohmann::json out = nlohmann::json::array();
-            const std::vector<net_meta> nets = co_await agent_.list_networks();
-            for (const auto& m : nets)
-                out.push_back(to_json(m));
-            co_return respond(200, out);
-        }
-        if (!item && method == "POST") {
-            const auto j = parse_body(body, {"name", "subnet", "gateway", "vni", "mtu", "allow_overlap"});
-            network_request req{req_string(j, "name"), opt_string(j, "subnet"), opt_string(j, "gateway"),
-                                opt_uint(j, "vni"), opt_uint(j, "mtu"), false};
-            if (auto it = j.find("allow_overlap"); it != j.end()) {
-                if (!it->is_boolean())
-                    throw api_error(400, "allow_overlap must be true or false");
-                req.allow_overlap = it->get<bool>();
-            }
-            const net_meta created = co_await agent_.create_network(std::move(req));
-            co_return respond(201, to_json(created));
-        }
-        if (item && method == "GET") {
-            nlohmann::json j = co_await agent_.inspect_network(*item);
-            co_return respond(200, std::move(j));
-        }
-        if (item && method == "DELETE") {
-            co_await agent_.remove_network(*item);
-            co_return respond(204, nullptr);
-        }
-        throw bad_method();
-    }
-    if (collection == "endpoints") {
-        if (!item && method == "GET") {
-            nlohmann::json out = nlohmann::json::array();
-            const std::vector<endpoint_info> eps = co_await agent_.list_endpoints();
-            for (const auto& e : eps)
-                out.push_back(to_json(e));
-            co_return respond(200, out);
-        }
-        if (!item && method == "POST") {
-            const auto j = parse_body(body, {"network", "name", "netns", "vhost_user"});
-            attach_request req{req_string(j, "network"), req_string(j, "name"), opt_string(j, "netns").value_or(""),
-                               opt_string(j, "vhost_user").value_or("")};
-            const endpoint_info attached = co_await agent_.attach_endpoint(std::move(req));
-            co_return respond(201, to_json(attached));
-        }
-        if (item && method == "DELETE") {
-            std::string network;
-            if (query.starts_with("network="))
-                network = query.substr(8);
-            else if (!query.empty())
-                throw api_error(400, "unknown query \"" + query + "\"");
-            co_await agent_.detach_endpoint(*item, network);
-            co_return respond(204, nullptr);
-        }
-        throw bad_method();
-    }
-    if (collection == "hosts" && !item) {
-        if (method != "GET")
-            throw bad_method();
-        nlohmann::json out = nlohmann::json::array();
-        const std::vector<host_info> hosts = co_await agent_.list_hosts();
-        for (const auto& h : hosts)
-            out.push_back(to_json(h));
-        co_return respond(200, out);
-    }
-    if (collection == "stats" && !item) {
-        if (method != "GET")
-            throw bad_method();
-        nlohmann::json out = stats_ ? stats_() : nlohmann::json::object();
-        if (out.is_object())
-            out["control"] = agent_.status();
-        co_return respond(200, out);
-    }
-    throw api_error(404, "no such API path " + path);
+    if (path_known)
+        throw http_error(405, "method " + method + " not allowed on " + path);
+    throw http_error(404, "no such API path " + path);
 }
 
 } // namespace overpass::ctl

@@ -3,10 +3,14 @@
 //
 // The local API: HTTP/1.1 + JSON on a unix socket, one coroutine per connection, every
 // request answered (errors as {"error": "..."} with a status code), nothing a client
-// sends can end the daemon.
+// sends can end the daemon. Requests are routed by a table (method + path pattern ->
+// handler, api_server.cpp); bodies and answers are control/api/schema.hpp's; the cluster's
+// error kinds become statuses here: invalid 400, not_found 404, conflict 409,
+// exhausted 507, unavailable 503, internal 500; a store that cannot be reached 503, a
+// path the table lacks 404, a method it lacks for a known path 405.
 //
 //   GET    /v1/networks                 [network]
-//   POST   /v1/networks                 {name, subnet?, gateway?, vni?, mtu?} -> 201 network
+//   POST   /v1/networks                 {name, subnet?, gateway?, vni?, mtu?, allow_overlap?} -> 201 network
 //   GET    /v1/networks/<name>          network + endpoints
 //   DELETE /v1/networks/<name>          204
 //   GET    /v1/endpoints                [endpoint]

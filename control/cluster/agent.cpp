@@ -55,23 +55,109 @@ std::vector<net_meta> metas_of(const kv_snapshot& snap) {
 
 std::string last_component(const std::string& key) { return key.substr(key.rfind('/') + 1); }
 
+// What one listing of the store shows as taken: the keys, and every subnet and VNI that
+// a claim or a network record holds.
+struct network_claims {
+    std::set<std::string> present;
+    std::vector<std::pair<ipv4_prefix, std::string>> subnets;   // taken, with owner (id or name)
+    std::set<uint32_t> vnis;
+    std::vector<net_meta> metas;
+
+    std::string owner_name(const std::string& owner) const {
+        for (const net_meta& o : metas)
+            if (o.id == owner || o.name == owner)
+                return o.name;
+        return owner;
+    }
+};
+
+network_claims claims_of(const kv_snapshot& all) {
+    network_claims c;
+    for (const auto& item : all.items) {
+        c.present.insert(item.key);
+        const keys::parsed k = keys::parse(item.key);
+        if (k.what == keys::parsed::kind::subnet) {
+            std::string cidr = k.id;
+            std::replace(cidr.begin(), cidr.end(), '_', '/');
+            try {
+                c.subnets.emplace_back(parse_prefix(cidr), item.value);
+            } catch (const std::invalid_argument&) {
+            }
+        } else if (k.what == keys::parsed::kind::vni) {
+            try {
+                c.vnis.insert(static_cast<uint32_t>(std::stoul(k.id)));
+            } catch (const std::exception&) {
+            }
+        }
+    }
+    c.metas = metas_of(all);
+    for (const net_meta& other : c.metas) {
+        c.subnets.emplace_back(other.subnet, other.name);
+        c.vnis.insert(other.vni);
+    }
+    return c;
+}
+
+// The subnet asked for, if it overlaps no other network's (or may: allow_overlap), else
+// the first free /24 of the default pool.
+ipv4_prefix choose_subnet(const std::optional<ipv4_prefix>& want, bool allow_overlap, const network_claims& taken) {
+    if (want) {
+        for (const auto& [p, owner] : taken.subnets)
+            if (!allow_overlap && p.overlaps(*want))
+                throw cluster_error(error_kind::conflict, "subnet " + want->str() + " overlaps " + p.str() +
+                                                              " of network \"" + taken.owner_name(owner) + "\"");
+        return *want;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        const ipv4_prefix cand{pool_base | n << 8, 24};
+        if (std::none_of(taken.subnets.begin(), taken.subnets.end(),
+                         [&](const auto& s) { return s.first.overlaps(cand); }))
+            return cand;
+    }
+    throw cluster_error(error_kind::exhausted, "no free subnet left in the default pool 10.0.0.0/16; pass --subnet");
+}
+
+// The gateway asked for (`text` as given, `want` read by validate()), if it is a host
+// address of the subnet, else the subnet's first host address.
+uint32_t choose_gateway(const std::optional<uint32_t>& want, const std::optional<std::string>& text,
+                        const ipv4_prefix& subnet) {
+    if (!want)
+        return subnet.addr + 1;
+    if (!subnet.contains(*want) || *want == subnet.addr || *want == subnet.broadcast())
+        throw cluster_error(error_kind::invalid, "gateway " + *text + " is not a host address of " + subnet.str());
+    return *want;
+}
+
+// The VNI asked for if it is free, else the lowest free one from first_auto_vni.
+uint32_t choose_vni(const std::optional<uint32_t>& want, const network_claims& taken) {
+    if (want) {
+        if (taken.vnis.contains(*want))
+            throw cluster_error(error_kind::conflict,
+                                "vni " + std::to_string(*want) + " is already used by another network");
+        return *want;
+    }
+    uint32_t vni = first_auto_vni;
+    while (taken.vnis.contains(vni))
+        vni++;
+    if (vni > max_vni)
+        throw cluster_error(error_kind::exhausted, "no free VNI left");
+    return vni;
+}
+
+// A claim transaction for `m` failed on `r.failed_key`: another host was faster. When the
+// user asked for the value that was lost, say so; otherwise return, to pick again.
+void explain_lost_race(const txn_result& r, const net_meta& m, const network_request& req) {
+    if (r.failed_key == keys::name(m.name))
+        throw cluster_error(error_kind::conflict, "network \"" + m.name + "\" already exists");
+    if (req.vni && r.failed_key == keys::vni(m.vni))
+        throw cluster_error(error_kind::conflict,
+                            "vni " + std::to_string(m.vni) + " is already used by another network");
+    if (req.subnet && r.failed_key == keys::subnet(m.subnet))
+        throw cluster_error(error_kind::conflict,
+                            "subnet " + m.subnet.str() + " is already used by another network");
+}
+
 } // namespace
-
-nlohmann::json to_json(const endpoint_info& e) {
-    return {{"network", e.network},
-            {"network_id", e.network_id},
-            {"name", e.name},
-            {"ip", format_ipv4(e.ip)},
-            {"address", format_ipv4(e.ip) + "/" + std::to_string(e.prefix_len)},
-            {"mac", e.mac},
-            {"host", e.host},
-            {"vtep", e.vtep},
-            {"kind", e.kind}};
-}
-
-nlohmann::json to_json(const host_info& h) {
-    return {{"id", h.id}, {"vtep", h.vtep}, {"vxlan_port", h.vxlan_port}};
-}
 
 agent::agent(asio::io_context& io, store& st, table_writer& tw, port_ops& ports, agent_config cfg, agent_hooks hooks)
     : io_(io), store_(st), tw_(tw), ports_(ports), cfg_(std::move(cfg)), hooks_(std::move(hooks)),
@@ -217,7 +303,7 @@ asio::awaitable<void> agent::shutdown() {
 
 asio::awaitable<net_meta> agent::find_network(const std::string& name) {
     if (!valid_name(name))
-        throw api_error(400, "invalid network name \"" + name + "\"");
+        throw cluster_error(error_kind::invalid, "invalid network name \"" + name + "\"");
     const kv_snapshot claim = co_await store_.list(keys::name(name));
     for (const auto& item : claim.items) {
         if (item.key != keys::name(name))
@@ -227,136 +313,56 @@ asio::awaitable<net_meta> agent::find_network(const std::string& name) {
             if (m.key == keys::net_meta(item.value))
                 co_return net_meta_from_value(item.value, m.value);
     }
-    throw api_error(404, "network \"" + name + "\" not found");
+    throw cluster_error(error_kind::not_found, "network \"" + name + "\" not found");
 }
 
 asio::awaitable<net_meta> agent::create_network(network_request req) {
-    if (!valid_name(req.name))
-        throw api_error(400, "invalid network name \"" + req.name +
-                                 "\": use letters, digits, '_', '.', '-', starting with a letter or digit, at most 64");
+    const network_request_values want = validate(req);
     net_meta m;
     m.name = req.name;
     m.created_by = cfg_.host_id;
-    m.mtu = static_cast<uint16_t>(req.mtu.value_or(cfg_.default_mtu));
-    const uint32_t max_mtu = cfg_.uplink_mtu > vxlan_overhead ? cfg_.uplink_mtu - vxlan_overhead : 0;
-    if (req.mtu && (*req.mtu < min_mtu || *req.mtu > max_mtu))
-        throw api_error(400, "invalid mtu " + std::to_string(*req.mtu) + ": must be between " + std::to_string(min_mtu) +
-                                 " and " + std::to_string(max_mtu) + " (uplink MTU " +
-                                 std::to_string(cfg_.uplink_mtu) + " minus VXLAN overhead)");
-    if (!req.mtu && m.mtu > max_mtu)
-        m.mtu = static_cast<uint16_t>(max_mtu);
-    std::optional<ipv4_prefix> want_subnet;
-    if (req.subnet) {
-        try {
-            want_subnet = parse_prefix(*req.subnet);
-        } catch (const std::invalid_argument& e) {
-            throw api_error(400, e.what());
-        }
-        if (want_subnet->len > 30)
-            throw api_error(400, "subnet " + want_subnet->str() + " is too small (at most /30)");
-    }
-    if (req.vni && (*req.vni == 0 || *req.vni > max_vni))
-        throw api_error(400, "invalid vni " + std::to_string(*req.vni) + ": must be between 1 and " +
-                                 std::to_string(max_vni));
-
+    m.mtu = network_mtu(req.mtu);
     for (int attempt = 0; attempt < max_txn_attempts; attempt++) {
         const kv_snapshot all = co_await store_.list(std::string(keys::root));
-        std::set<std::string> present;
-        std::vector<std::pair<ipv4_prefix, std::string>> subnets;   // taken, with owner name
-        std::set<uint32_t> vnis;
-        for (const auto& item : all.items) {
-            present.insert(item.key);
-            const keys::parsed k = keys::parse(item.key);
-            if (k.what == keys::parsed::kind::subnet) {
-                std::string cidr = k.id;
-                std::replace(cidr.begin(), cidr.end(), '_', '/');
-                try {
-                    subnets.emplace_back(parse_prefix(cidr), item.value);
-                } catch (const std::invalid_argument&) {
-                }
-            } else if (k.what == keys::parsed::kind::vni) {
-                try {
-                    vnis.insert(static_cast<uint32_t>(std::stoul(k.id)));
-                } catch (const std::exception&) {
-                }
-            }
-        }
-        for (const net_meta& other : metas_of(all)) {
-            subnets.emplace_back(other.subnet, other.name);
-            vnis.insert(other.vni);
-        }
-        auto owner_name = [&all](const std::string& owner) {
-            for (const net_meta& o : metas_of(all))
-                if (o.id == owner || o.name == owner)
-                    return o.name;
-            return owner;
-        };
-        if (present.contains(keys::name(req.name)))
-            throw api_error(409, "network \"" + req.name + "\" already exists");
-
-        if (req.allow_overlap && !want_subnet)
-            throw api_error(400, "--allow-overlap needs an explicit --subnet");
-        if (want_subnet) {
-            for (const auto& [p, owner] : subnets)
-                if (!req.allow_overlap && p.overlaps(*want_subnet))
-                    throw api_error(409, "subnet " + want_subnet->str() + " overlaps " + p.str() + " of network \"" +
-                                             owner_name(owner) + "\"");
-            m.subnet = *want_subnet;
-        } else {
-            bool found = false;
-            for (uint32_t n = 0; n < 256 && !found; n++) {
-                const ipv4_prefix cand{pool_base | n << 8, 24};
-                found = std::none_of(subnets.begin(), subnets.end(), [&](const auto& s) { return s.first.overlaps(cand); });
-                if (found)
-                    m.subnet = cand;
-            }
-            if (!found)
-                throw api_error(507, "no free subnet left in the default pool 10.0.0.0/16; pass --subnet");
-        }
-
-        if (req.gateway) {
-            const auto gw = parse_ipv4(*req.gateway);
-            if (!gw)
-                throw api_error(400, "invalid gateway \"" + *req.gateway + "\"");
-            if (!m.subnet.contains(*gw) || *gw == m.subnet.addr || *gw == m.subnet.broadcast())
-                throw api_error(400, "gateway " + *req.gateway + " is not a host address of " + m.subnet.str());
-            m.gateway = *gw;
-        } else {
-            m.gateway = m.subnet.addr + 1;
-        }
-
-        if (req.vni) {
-            if (vnis.contains(*req.vni))
-                throw api_error(409, "vni " + std::to_string(*req.vni) + " is already used by another network");
-            m.vni = *req.vni;
-        } else {
-            m.vni = first_auto_vni;
-            while (vnis.contains(m.vni))
-                m.vni++;
-            if (m.vni > max_vni)
-                throw api_error(507, "no free VNI left");
-        }
-
+        const network_claims taken = claims_of(all);
+        if (taken.present.contains(keys::name(req.name)))
+            throw cluster_error(error_kind::conflict, "network \"" + req.name + "\" already exists");
+        m.subnet = choose_subnet(want.subnet, req.allow_overlap, taken);
+        m.gateway = choose_gateway(want.gateway, req.gateway, m.subnet);
+        m.vni = choose_vni(req.vni, taken);
         m.id = random_id();
-        std::vector<txn_op> ops;
-        ops.push_back(txn_op::create(keys::name(m.name), m.id));
-        ops.push_back(txn_op::create(keys::vni(m.vni), m.id));
-        if (!req.allow_overlap)
-            ops.push_back(txn_op::create(keys::subnet(m.subnet), m.id));
-        ops.push_back(txn_op::create(keys::net_meta(m.id), to_value(m)));
-        const txn_result r = co_await store_.txn(std::move(ops));
+        const txn_result r = co_await claim_network(m, req.allow_overlap);
         if (r.succeeded)
             co_return m;
-        // Lost a race with another host: explain it if the user asked for that value,
-        // otherwise pick again from the fresh state.
-        if (r.failed_key == keys::name(m.name))
-            throw api_error(409, "network \"" + m.name + "\" already exists");
-        if (req.vni && r.failed_key == keys::vni(m.vni))
-            throw api_error(409, "vni " + std::to_string(m.vni) + " is already used by another network");
-        if (req.subnet && r.failed_key == keys::subnet(m.subnet))
-            throw api_error(409, "subnet " + m.subnet.str() + " is already used by another network");
+        explain_lost_race(r, m, req);
     }
-    throw api_error(409, "could not create network \"" + req.name + "\": too many concurrent changes, try again");
+    throw cluster_error(error_kind::conflict,
+                        "could not create network \"" + req.name + "\": too many concurrent changes, try again");
+}
+
+uint16_t agent::network_mtu(const std::optional<uint32_t>& want) const {
+    const uint32_t max_mtu = cfg_.uplink_mtu > vxlan_overhead ? cfg_.uplink_mtu - vxlan_overhead : 0;
+    if (!want)
+        return static_cast<uint16_t>(std::min<uint32_t>(cfg_.default_mtu, max_mtu));
+    if (*want < min_mtu || *want > max_mtu)
+        throw cluster_error(error_kind::invalid, "invalid mtu " + std::to_string(*want) + ": must be between " +
+                                                     std::to_string(min_mtu) + " and " + std::to_string(max_mtu) +
+                                                     " (uplink MTU " + std::to_string(cfg_.uplink_mtu) +
+                                                     " minus VXLAN overhead)");
+    return static_cast<uint16_t>(*want);
+}
+
+// The network's claims (name, VNI, subnet unless it may overlap) and its record, in one
+// transaction of create-only operations: all of them or none.
+asio::awaitable<txn_result> agent::claim_network(const net_meta& m, bool allow_overlap) {
+    std::vector<txn_op> ops;
+    ops.push_back(txn_op::create(keys::name(m.name), m.id));
+    ops.push_back(txn_op::create(keys::vni(m.vni), m.id));
+    if (!allow_overlap)
+        ops.push_back(txn_op::create(keys::subnet(m.subnet), m.id));
+    ops.push_back(txn_op::create(keys::net_meta(m.id), to_value(m)));
+    const txn_result r = co_await store_.txn(std::move(ops));
+    co_return r;
 }
 
 asio::awaitable<std::vector<net_meta>> agent::list_networks() {
@@ -366,26 +372,22 @@ asio::awaitable<std::vector<net_meta>> agent::list_networks() {
     co_return nets;
 }
 
-asio::awaitable<nlohmann::json> agent::inspect_network(std::string name) {
-    const net_meta m = co_await find_network(name);
-    nlohmann::json j = to_json(m);
-    j["driver"] = "overpass";
-    j["scope"] = "global";
-    nlohmann::json eps = nlohmann::json::array();
+asio::awaitable<network_details> agent::inspect_network(std::string name) {
+    network_details d;
+    d.network = co_await find_network(name);
     const std::vector<endpoint_info> all = co_await list_endpoints();
     for (const auto& e : all)
-        if (e.network_id == m.id)
-            eps.push_back(to_json(e));
-    j["endpoints"] = std::move(eps);
-    co_return j;
+        if (e.network_id == d.network.id)
+            d.endpoints.push_back(e);
+    co_return d;
 }
 
 asio::awaitable<void> agent::remove_network(std::string name) {
     const net_meta m = co_await find_network(name);
     const kv_snapshot eps = co_await store_.list(keys::endpoints_prefix(m.id));
     if (!eps.items.empty())
-        throw api_error(409, "network \"" + name + "\" has " + std::to_string(eps.items.size()) +
-                                 " endpoint(s) attached; detach them first");
+        throw cluster_error(error_kind::conflict, "network \"" + name + "\" has " + std::to_string(eps.items.size()) +
+                                                      " endpoint(s) attached; detach them first");
     const kv_snapshot meta = co_await store_.list(keys::net_meta(m.id));
     uint64_t meta_rev = 0;
     for (const auto& item : meta.items)
@@ -403,28 +405,46 @@ asio::awaitable<void> agent::remove_network(std::string name) {
     }
     const txn_result removed = co_await store_.txn(std::move(ops));
     if (!removed.succeeded)
-        throw api_error(409, "network \"" + name + "\" changed while removing it; try again");
+        throw cluster_error(error_kind::conflict, "network \"" + name + "\" changed while removing it; try again");
 }
 
 // ---- endpoints ----
 
 asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
-    if (!valid_name(req.name))
-        throw api_error(400, "invalid endpoint name \"" + req.name + "\"");
-    if (req.netns.empty() == req.vhost_user.empty())
-        throw api_error(400, "give exactly one of netns (TAP) or vhost_user (socket path)");
-    if (!req.netns.empty() && !valid_name(req.netns))
-        throw api_error(400, "invalid network namespace name \"" + req.netns + "\"");
+    validate(req);
     if (!lease_ || !lease_->alive())
-        throw api_error(503, "not registered in the store (session lost); try again shortly");
+        throw cluster_error(error_kind::unavailable, "not registered in the store (session lost); try again shortly");
     const net_meta m = co_await find_network(req.network);
 
     endpoint_info info{m.name, m.id, req.name, 0, m.subnet.len, {}, cfg_.host_id, cfg_.vtep_ip,
                        req.netns.empty() ? "vhost" : "tap"};
+    const address_claim claim = co_await claim_address(m, info);
+    info.ip = claim.ip;
+    info.mac = format_mac(mac_for_ip(claim.ip));
     local_endpoint ep;
-    ep.name_key = keys::endpoint_name(m.id, req.name);
-    const std::string cursor_key = keys::alloc_cursor(m.id);
-    std::optional<std::string> prev_cursor;   ///< the cursor's value before our claim (none: absent)
+    ep.info = info;
+    ep.vni = m.vni;
+    ep.key = claim.key;
+    ep.name_key = claim.name_key;
+    ep.value = claim.value;
+    std::optional<cluster_error> failure;
+    try {
+        ep.port_id = bring_up(m, req, info);
+    } catch (const cluster_error& e) {
+        failure = e;
+    }
+    if (failure) {
+        co_await release_address(claim);
+        throw *failure;
+    }
+    local_[{m.id, req.name}] = ep;
+    co_return info;
+}
+
+asio::awaitable<agent::address_claim> agent::claim_address(const net_meta& m, const endpoint_info& info) {
+    address_claim c;
+    c.name_key = keys::endpoint_name(m.id, info.name);
+    c.cursor_key = keys::alloc_cursor(m.id);
     // Addresses are handed out in turn, after the one handed out last (the network's
     // cursor) and wrapping around, so that a freed address comes back only after the rest
     // of the pool: a host that stalls past its TTL finds its addresses still free. A claim
@@ -441,10 +461,10 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
         const kv_snapshot pool = co_await store_.list(keys::net_prefix(m.id));
         std::set<uint32_t> taken;
         uint32_t cursor = m.gateway;
-        prev_cursor.reset();
+        c.prev_cursor.reset();
         for (const auto& item : pool.items) {
-            if (item.key == cursor_key) {
-                prev_cursor = item.value;
+            if (item.key == c.cursor_key) {
+                c.prev_cursor = item.value;
                 if (const auto ip = parse_ipv4(item.value); ip && m.subnet.contains(*ip))
                     cursor = *ip;
                 continue;
@@ -458,8 +478,9 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
                 rec = endpoint_record_from_value(item.value);
             } catch (const std::exception&) {
             }
-            if (rec && rec->name == req.name)
-                throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
+            if (rec && rec->name == info.name)
+                throw cluster_error(error_kind::conflict, "endpoint name \"" + info.name +
+                                                              "\" is already taken in network \"" + m.name + "\"");
         }
         const uint32_t first = m.subnet.addr + 1;
         const uint32_t last = m.subnet.broadcast() - 1;
@@ -470,19 +491,19 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
             const uint32_t ip = first + (after - first + 1 + i) % span;
             if (ip == m.gateway || taken.contains(ip))
                 continue;
-            info.ip = ip;
-            info.mac = format_mac(mac_for_ip(ip));
-            ep.key = keys::endpoint(m.id, ip);
-            ep.value = to_value(endpoint_record{info.name, info.mac, info.host, info.vtep, info.kind});
+            c.ip = ip;
+            c.key = keys::endpoint(m.id, ip);
+            c.value = to_value(endpoint_record{info.name, format_mac(mac_for_ip(ip)), info.host, info.vtep, info.kind});
             // Address, name and cursor in one transaction: the listing above only saw the
             // past, and another host may attach the same name at this very moment.
             std::vector<txn_op> ops;
-            ops.push_back(txn_op::create(ep.key, ep.value, lease_.get()));
-            ops.push_back(txn_op::create(ep.name_key, format_ipv4(ip), lease_.get()));
-            ops.push_back(txn_op::put(cursor_key, format_ipv4(ip)));
+            ops.push_back(txn_op::create(c.key, c.value, lease_.get()));
+            ops.push_back(txn_op::create(c.name_key, format_ipv4(ip), lease_.get()));
+            ops.push_back(txn_op::put(c.cursor_key, format_ipv4(ip)));
             const txn_result r = co_await store_.txn(std::move(ops));
-            if (!r.succeeded && r.failed_key == ep.name_key)
-                throw api_error(409, "endpoint name \"" + req.name + "\" is already taken in network \"" + m.name + "\"");
+            if (!r.succeeded && r.failed_key == c.name_key)
+                throw cluster_error(error_kind::conflict, "endpoint name \"" + info.name +
+                                                              "\" is already taken in network \"" + m.name + "\"");
             claimed = r.succeeded;
             contended |= !r.succeeded;
         }
@@ -491,16 +512,32 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
         if (!claimed && round + 1 < alloc_rounds)
             OVP_LOG(INFO, "attach %s: every free address of network \"%s\" was claimed meanwhile or is held back "
                           "by the store; reading the pool again (pass %d of %d)",
-                    req.name.c_str(), m.name.c_str(), round + 2, alloc_rounds);
+                    info.name.c_str(), m.name.c_str(), round + 2, alloc_rounds);
     }
     if (!claimed)
-        throw api_error(507, "address pool of network \"" + m.name + "\" (" + m.subnet.str() + ") is exhausted");
+        throw cluster_error(error_kind::exhausted,
+                            "address pool of network \"" + m.name + "\" (" + m.subnet.str() + ") is exhausted");
+    co_return c;
+}
 
-    ep.info = info;
-    ep.vni = m.vni;
+asio::awaitable<void> agent::release_address(const address_claim& c) {
+    try {
+        std::vector<txn_op> undo;
+        undo.push_back(txn_op::remove(c.key));
+        undo.push_back(txn_op::remove(c.name_key));
+        // The address was never used: the next attach may take it again.
+        undo.push_back(c.prev_cursor ? txn_op::put(c.cursor_key, *c.prev_cursor) : txn_op::remove(c.cursor_key));
+        co_await store_.txn(std::move(undo));
+    } catch (const std::exception& e) {
+        OVP_LOG(WARNING, "rollback of %s: %s", c.key.c_str(), e.what());
+    }
+}
+
+uint16_t agent::bring_up(const net_meta& m, const attach_request& req, const endpoint_info& info) {
     const rte_ether_addr mac = to_ether(mac_for_ip(info.ip));
-    std::optional<api_error> failure;
+    std::optional<cluster_error> failure;
     bool port_up = false;
+    uint16_t port_id = 0;
     try {
         if (!req.netns.empty()) {
             container_iface iface;
@@ -510,39 +547,29 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
             iface.gateway = format_ipv4(m.gateway);
             iface.mtu = m.mtu;
             iface.dns_server = format_ipv4(m.gateway);
-            ep.port_id = ports_.attach_tap(req.name, iface);
+            port_id = ports_.attach_tap(req.name, iface);
         } else {
-            ep.port_id = ports_.attach_vhost(req.name, req.vhost_user);
+            port_id = ports_.attach_vhost(req.name, req.vhost_user);
         }
         port_up = true;
         // The sync engine may not have seen a network created a moment ago; the upsert
         // is idempotent.
         if (int rc = tw_.upsert_network(spec_of(m)); rc < 0)
-            failure = api_error(500, "cannot program network \"" + m.name + "\": " + std::strerror(-rc));
-        else if (rc = tw_.upsert_local_endpoint(m.vni, rte_cpu_to_be_32(info.ip), mac, ep.port_id); rc < 0)
-            failure = api_error(500, "cannot program endpoint \"" + req.name + "\": " + std::strerror(-rc));
-    } catch (const port_error& e) {
-        failure = api_error(500, std::string("cannot attach endpoint \"") + req.name + "\": " + e.what());
-    } catch (const std::exception& e) {
-        failure = api_error(500, std::string("cannot attach endpoint \"") + req.name + "\": " + e.what());
+            failure = cluster_error(error_kind::internal,
+                                    "cannot program network \"" + m.name + "\": " + std::strerror(-rc));
+        else if (rc = tw_.upsert_local_endpoint(m.vni, rte_cpu_to_be_32(info.ip), mac, port_id); rc < 0)
+            failure = cluster_error(error_kind::internal,
+                                    "cannot program endpoint \"" + req.name + "\": " + std::strerror(-rc));
+    } catch (const std::exception& e) {   // port_error, or anything else on the way
+        failure = cluster_error(error_kind::internal,
+                                std::string("cannot attach endpoint \"") + req.name + "\": " + e.what());
     }
     if (failure) {
         if (port_up)
-            ports_.detach(ep.port_id);
-        try {
-            std::vector<txn_op> undo;
-            undo.push_back(txn_op::remove(ep.key));
-            undo.push_back(txn_op::remove(ep.name_key));
-            // The address was never used: the next attach may take it again.
-            undo.push_back(prev_cursor ? txn_op::put(cursor_key, *prev_cursor) : txn_op::remove(cursor_key));
-            co_await store_.txn(std::move(undo));
-        } catch (const std::exception& e) {
-            OVP_LOG(WARNING, "rollback of %s: %s", ep.key.c_str(), e.what());
-        }
+            ports_.detach(port_id);
         throw *failure;
     }
-    local_[{m.id, req.name}] = ep;
-    co_return info;
+    return port_id;
 }
 
 asio::awaitable<void> agent::detach_endpoint(std::string name, std::string network) {
@@ -551,9 +578,10 @@ asio::awaitable<void> agent::detach_endpoint(std::string name, std::string netwo
         if (it->second.info.name == name && (network.empty() || it->second.info.network == network))
             matches.push_back(it);
     if (matches.empty())
-        throw api_error(404, "endpoint \"" + name + "\" not found on this host");
+        throw cluster_error(error_kind::not_found, "endpoint \"" + name + "\" not found on this host");
     if (matches.size() > 1)
-        throw api_error(409, "endpoint name \"" + name + "\" is attached to several networks; give the network");
+        throw cluster_error(error_kind::conflict,
+                            "endpoint name \"" + name + "\" is attached to several networks; give the network");
     const local_endpoint ep = matches.front()->second;
     local_.erase(matches.front());
     tw_.remove_endpoint(ep.vni, to_ether(*parse_mac(ep.info.mac)));

@@ -7,7 +7,8 @@
 // endpoints (ephemeral IP claim + port + tables, rolled back as a whole on failure), and
 // runs the sync engine that programs everything other hosts publish.
 // Every operation is an awaitable on the control io_context; failures that the caller
-// should show to a user are api_error{HTTP status, one-line message}.
+// should show to a user are cluster_error{kind, one-line message} (errors.hpp), and a
+// store that cannot be reached is store_error. Requests and answers: requests.hpp.
 #pragma once
 
 #include <chrono>
@@ -25,6 +26,8 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/cluster/errors.hpp"
+#include "control/cluster/requests.hpp"
 #include "control/ports/port_ops.hpp"
 #include "control/publish/table_writer.hpp"
 #include "control/store/keys.hpp"
@@ -32,12 +35,6 @@
 #include "control/sync/sync.hpp"
 
 namespace overpass::ctl {
-
-/// An error meant for the API client: HTTP status + one line.
-struct api_error : std::runtime_error {
-    int status;
-    api_error(int http_status, const std::string& message) : std::runtime_error(message), status(http_status) {}
-};
 
 struct agent_config {
     std::string host_id;
@@ -53,45 +50,6 @@ struct agent_hooks {
     /// A remote VTEP entered the tables: resolve its next-hop MAC (ARP).
     std::function<void(rte_be32_t)> on_vtep_added;
 };
-
-struct network_request {
-    std::string name;
-    std::optional<std::string> subnet;    ///< CIDR; default: first free 10.0.N.0/24
-    std::optional<std::string> gateway;   ///< default: first host address
-    std::optional<uint32_t> vni;          ///< default: lowest free >= 4096
-    std::optional<uint32_t> mtu;          ///< default: config default_mtu
-    /// Let the subnet overlap other networks' (isolated by VNI; needs an explicit subnet).
-    /// Such a network claims no subnets/ key, and ordinary networks still refuse to
-    /// overlap it.
-    bool allow_overlap = false;
-};
-
-struct attach_request {
-    std::string network;
-    std::string name;
-    std::string netns;        ///< TAP into this namespace, or
-    std::string vhost_user;   ///< a vhost-user socket path (exactly one of the two)
-};
-
-struct endpoint_info {
-    std::string network;      ///< network name
-    std::string network_id;
-    std::string name;
-    uint32_t ip = 0;          ///< host order
-    uint8_t prefix_len = 0;
-    std::string mac;
-    std::string host;
-    std::string vtep;
-    std::string kind;
-};
-nlohmann::json to_json(const endpoint_info& e);
-
-struct host_info {
-    std::string id;
-    std::string vtep;
-    uint16_t vxlan_port = 0;
-};
-nlohmann::json to_json(const host_info& h);
 
 class agent {
 public:
@@ -110,8 +68,8 @@ public:
 
     boost::asio::awaitable<net_meta> create_network(network_request req);
     boost::asio::awaitable<std::vector<net_meta>> list_networks();
-    /// The network plus its endpoints: {"id","name",...,"endpoints":[...]}.
-    boost::asio::awaitable<nlohmann::json> inspect_network(std::string name);
+    /// The network plus its endpoints (on every host).
+    boost::asio::awaitable<network_details> inspect_network(std::string name);
     boost::asio::awaitable<void> remove_network(std::string name);
 
     boost::asio::awaitable<endpoint_info> attach_endpoint(attach_request req);
@@ -143,7 +101,31 @@ private:
         std::string value;
     };
 
+    /// An address claimed for a new endpoint, and what it takes to give it back.
+    struct address_claim {
+        uint32_t ip = 0;
+        std::string key;                          ///< nets/<id>/eps/<ip>, bound to the session
+        std::string value;                        ///< its endpoint_record
+        std::string name_key;                     ///< the name claim, bound to the same session
+        std::string cursor_key;                   ///< nets/<id>/alloc: the address handed out last
+        std::optional<std::string> prev_cursor;   ///< the cursor's value before our claim (none: absent)
+    };
+
     boost::asio::awaitable<net_meta> find_network(const std::string& name);
+    /// The MTU asked for if the uplink carries it, else the configured default (at most
+    /// what the uplink carries).
+    uint16_t network_mtu(const std::optional<uint32_t>& want) const;
+    /// The network's claims and record in one transaction.
+    boost::asio::awaitable<txn_result> claim_network(const net_meta& m, bool allow_overlap);
+    /// The next free address of `m` after its cursor, claimed together with the name of
+    /// the endpoint `info` (all but its ip and mac) and the cursor. Throws conflict (the
+    /// name is taken) or exhausted.
+    boost::asio::awaitable<address_claim> claim_address(const net_meta& m, const endpoint_info& info);
+    /// Gives back a claim whose endpoint never came up, the cursor included. Never throws.
+    boost::asio::awaitable<void> release_address(const address_claim& c);
+    /// Creates the endpoint's port and programs its network and address; returns the port
+    /// id. On failure the port is gone again and cluster_error{internal} is thrown.
+    uint16_t bring_up(const net_meta& m, const attach_request& req, const endpoint_info& info);
     boost::asio::awaitable<void> register_host();
     boost::asio::awaitable<void> recover_liveness();
     boost::asio::awaitable<void> retry_loop();

@@ -2,7 +2,11 @@
 // runs on: any thread
 #include "control/metrics/exposition.hpp"
 
+#include <algorithm>
+#include <deque>
+#include <iterator>
 #include <sstream>
+#include <string_view>
 #include <utility>
 
 #include <prometheus/text_serializer.h>
@@ -16,12 +20,19 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 using labels = std::vector<ClientMetric::Label>;
 
-/// Builds one family at a time: fam(name, help, type) then add(labels, value)...
+/// Builds the families in order. References to them stay valid while more are added.
 class builder {
 public:
     MetricFamily& family(std::string name, std::string help, MetricType type) {
         out_.push_back(MetricFamily{std::move(name), std::move(help), type, {}});
         return out_.back();
+    }
+    /// The family `name` if it exists (of counters declared to share it), else a new one.
+    MetricFamily& family_once(const std::string& name, const char* help, MetricType type) {
+        for (MetricFamily& f : out_)
+            if (f.name == name)
+                return f;
+        return family(name, help, type);
     }
     static void add(MetricFamily& f, labels l, double v) {
         ClientMetric m;
@@ -36,10 +47,14 @@ public:
     void single(std::string name, std::string help, MetricType type, double v) {
         add(family(std::move(name), std::move(help), type), {}, v);
     }
-    std::vector<MetricFamily> take() { return std::move(out_); }
+    std::vector<MetricFamily> take() {
+        std::vector<MetricFamily> v(std::make_move_iterator(out_.begin()), std::make_move_iterator(out_.end()));
+        out_.clear();
+        return v;
+    }
 
 private:
-    std::vector<MetricFamily> out_;
+    std::deque<MetricFamily> out_;   // a deque: push_back leaves references to the others valid
 };
 
 constexpr MetricType counter = MetricType::Counter;
@@ -47,82 +62,77 @@ constexpr MetricType gauge = MetricType::Gauge;
 
 double d(uint64_t v) { return static_cast<double>(v); }
 
-/// A counter family per field of Sample, one series per item labelled by `labels_of`.
-template <typename Sample>
-struct field {
-    const char* name;
-    const char* help;
-    uint64_t Sample::*value;
+/// A counter_field's Prometheus family, split: "polls{result=busy}" is the family
+/// "polls" and the label result="busy"; "packets" has no label.
+struct family_name {
+    std::string_view stem, label, value;
 };
 
+constexpr family_name split(std::string_view f) {
+    const std::size_t open = f.find('{');
+    if (open == std::string_view::npos)
+        return {f, {}, {}};
+    const std::size_t eq = f.find('=', open);
+    return {f.substr(0, open), f.substr(open + 1, eq - open - 1), f.substr(eq + 1, f.size() - eq - 2)};
+}
+
+/// counters.def's rules for a family: a name, at most one {label=value}, and a name in
+/// _seconds exactly when the unit is TSC cycles.
+template <typename Sample>
+constexpr bool well_formed(const counter_field<Sample>& f) {
+    const std::string_view fam = f.family;
+    const std::size_t open = fam.find('{');
+    if (open != std::string_view::npos) {
+        const std::size_t eq = fam.find('=', open);
+        if (open == 0 || eq == std::string_view::npos || eq == open + 1 || fam.back() != '}' ||
+            eq + 2 >= fam.size() || fam.find_first_of("{=", eq + 1) != std::string_view::npos)
+            return false;
+    }
+    const std::string_view stem = split(fam).stem;
+    return !stem.empty() && stem.find_first_of("}=\" \t") == std::string_view::npos &&
+           (f.unit == counter_unit::cycles) == stem.ends_with("_seconds") && !stem.ends_with("_total");
+}
+
+template <typename Sample, std::size_t N>
+constexpr bool all_well_formed(const counter_field<Sample> (&fields)[N]) {
+    return std::all_of(std::begin(fields), std::end(fields), [](const auto& f) { return well_formed(f); });
+}
+static_assert(all_well_formed(port_fields) && all_well_formed(worker_fields) && all_well_formed(network_fields) &&
+                  all_well_formed(vtep_fields),
+              "a Prometheus family in counters.def breaks its rules");
+
+/// One counter family per counters.def entry of the scope (entries that name the same
+/// family share it), one series per item labelled by `labels_of`.
 template <typename Sample, std::size_t N, typename LabelsOf>
-void counter_families(builder& b, const field<Sample> (&fields)[N], const std::vector<Sample>& items,
+void counter_families(builder& b, const stats_snapshot& s, const char* scope,
+                      const counter_field<Sample> (&fields)[N], const std::vector<Sample>& items,
                       LabelsOf labels_of) {
-    for (const field<Sample>& f : fields) {
-        MetricFamily& fam = b.family(f.name, f.help, counter);
-        for (const Sample& x : items)
-            builder::add(fam, labels_of(x), d(x.*f.value));
+    const double hz = s.tsc_hz != 0 ? static_cast<double>(s.tsc_hz) : 1.0;
+    for (const counter_field<Sample>& f : fields) {
+        const family_name fn = split(f.family);
+        MetricFamily& fam =
+            b.family_once("overpass_" + std::string(scope) + "_" + std::string(fn.stem) + "_total", f.help, counter);
+        for (const Sample& x : items) {
+            labels l = labels_of(x);
+            if (!fn.label.empty())
+                l.push_back({std::string(fn.label), std::string(fn.value)});
+            const double v = d(x.*f.value);
+            builder::add(fam, std::move(l), f.unit == counter_unit::cycles ? v / hz : v);
+        }
     }
 }
 
 void port_families(builder& b, const stats_snapshot& s) {
-    // One family per quantity; labels identify the port (ethdev name), its endpoint
-    // (empty for the uplink) and kind (uplink, tap, vhost).
-    static constexpr field<port_sample> fields[] = {
-        {"overpass_port_rx_packets_total", "Packets received from the port (from the wire or the container).",
-         &port_sample::rx_packets},
-        {"overpass_port_rx_bytes_total", "Bytes received from the port (Ethernet frames without FCS).",
-         &port_sample::rx_bytes},
-        {"overpass_port_tx_packets_total", "Packets sent on the port.", &port_sample::tx_packets},
-        {"overpass_port_tx_bytes_total", "Bytes sent on the port (Ethernet frames without FCS).",
-         &port_sample::tx_bytes},
-        {"overpass_port_dropped_packets_total",
-         "Packets dropped that were received on the port (for any reason in overpass_dropped_packets_total) "
-         "or could not be sent on it (TX queue full).",
-         &port_sample::drops},
-        {"overpass_port_rx_missed_packets_total",
-         "Packets the device dropped because its RX ring was full (the worker fell behind).",
-         &port_sample::rx_missed},
-    };
-    counter_families(b, fields, s.ports, [](const port_sample& p) {
+    // Labels identify the port (ethdev name), its endpoint (empty for the uplink) and kind
+    // (uplink, tap, vhost).
+    counter_families(b, s, "port", port_fields, s.ports, [](const port_sample& p) {
         return labels{{"port", p.name}, {"endpoint", p.endpoint}, {"kind", p.kind}};
     });
 }
 
 void worker_families(builder& b, const stats_snapshot& s) {
-    const double hz = s.tsc_hz != 0 ? static_cast<double>(s.tsc_hz) : 1.0;
-    MetricFamily& pk = b.family("overpass_worker_packets_total", "Packets received by the worker from all its queues.",
-                                counter);
-    MetricFamily& polls = b.family("overpass_worker_polls_total",
-                                   "Poll loop iterations, by whether they received packets (busy) or not (idle).",
-                                   counter);
-    MetricFamily& busy = b.family("overpass_worker_busy_seconds_total",
-                                  "Time the worker spent in iterations that received packets (TSC). "
-                                  "Busy ratio: rate(busy) / (rate(busy) + rate(idle)).",
-                                  counter);
-    MetricFamily& idle = b.family("overpass_worker_idle_seconds_total",
-                                  "Time the worker spent in empty iterations and idle sleeps (TSC).", counter);
-    MetricFamily& sleeps = b.family("overpass_worker_sleeps_total", "Idle back-off sleeps.", counter);
-    MetricFamily& flush = b.family("overpass_worker_tx_bursts_total", "TX bursts issued (buffer flushes).", counter);
-    MetricFamily& exc = b.family("overpass_worker_exceptions_total",
-                                 "Packets handed to the control thread (ARP for the VTEP, DNS, ...).", counter);
-    MetricFamily& cache = b.family("overpass_worker_endpoint_cache_lookups_total",
-                                   "Encap's endpoint lookups, by whether the worker's endpoint cache answered (hit) "
-                                   "or the endpoints table did (miss).",
-                                   counter);
-    for (const worker_sample& w : s.workers) {
-        const std::string lc = std::to_string(w.lcore);
-        builder::add(pk, {{"lcore", lc}}, d(w.packets));
-        builder::add(polls, {{"lcore", lc}, {"result", "busy"}}, d(w.busy_polls));
-        builder::add(polls, {{"lcore", lc}, {"result", "idle"}}, d(w.idle_polls));
-        builder::add(busy, {{"lcore", lc}}, d(w.busy_cycles) / hz);
-        builder::add(idle, {{"lcore", lc}}, d(w.idle_cycles) / hz);
-        builder::add(sleeps, {{"lcore", lc}}, d(w.sleeps));
-        builder::add(flush, {{"lcore", lc}}, d(w.tx_flushes));
-        builder::add(exc, {{"lcore", lc}}, d(w.exceptions));
-        builder::add(cache, {{"lcore", lc}, {"result", "hit"}}, d(w.endpoint_cache_hits));
-        builder::add(cache, {{"lcore", lc}, {"result", "miss"}}, d(w.endpoint_cache_misses));
-    }
+    counter_families(b, s, "worker", worker_fields, s.workers,
+                     [](const worker_sample& w) { return labels{{"lcore", std::to_string(w.lcore)}}; });
 }
 
 void drop_families(builder& b, const stats_snapshot& s) {
@@ -134,34 +144,13 @@ void drop_families(builder& b, const stats_snapshot& s) {
 }
 
 void network_families(builder& b, const stats_snapshot& s) {
-    static constexpr field<network_sample> fields[] = {
-        {"overpass_network_encap_packets_total", "Packets of the network encapsulated towards remote VTEPs.",
-         &network_sample::encap_packets},
-        {"overpass_network_encap_bytes_total", "Inner frame bytes of the network encapsulated.",
-         &network_sample::encap_bytes},
-        {"overpass_network_decap_packets_total", "VXLAN packets of the network decapsulated.",
-         &network_sample::decap_packets},
-        {"overpass_network_decap_bytes_total", "Inner frame bytes of the network decapsulated.",
-         &network_sample::decap_bytes},
-        {"overpass_network_flood_packets_total",
-         "Broadcast/unknown-unicast/multicast frames of the network flooded by head-end replication "
-         "(one per frame, however many copies it took).",
-         &network_sample::flood_packets},
-    };
-    counter_families(b, fields, s.networks, [](const network_sample& n) {
+    counter_families(b, s, "network", network_fields, s.networks, [](const network_sample& n) {
         return labels{{"network", n.name}, {"vni", std::to_string(n.vni)}};
     });
 }
 
 void vtep_families(builder& b, const stats_snapshot& s) {
-    static constexpr field<vtep_sample> fields[] = {
-        {"overpass_vtep_tx_packets_total", "VXLAN packets sent to the remote VTEP.", &vtep_sample::tx_packets},
-        {"overpass_vtep_tx_bytes_total", "Bytes sent to the remote VTEP (outer frames).", &vtep_sample::tx_bytes},
-        {"overpass_vtep_rx_packets_total", "VXLAN packets received from the remote VTEP.", &vtep_sample::rx_packets},
-        {"overpass_vtep_rx_bytes_total", "Bytes received from the remote VTEP (outer frames).",
-         &vtep_sample::rx_bytes},
-    };
-    counter_families(b, fields, s.vteps, [](const vtep_sample& v) { return labels{{"vtep", v.ip}}; });
+    counter_families(b, s, "vtep", vtep_fields, s.vteps, [](const vtep_sample& v) { return labels{{"vtep", v.ip}}; });
     MetricFamily& res = b.family("overpass_vtep_resolved", "1 when the VTEP's next-hop MAC is known (ARP answered).",
                                  gauge);
     MetricFamily& seen = b.family("overpass_vtep_last_seen_timestamp_seconds",

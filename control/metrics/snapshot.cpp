@@ -32,9 +32,11 @@ void read_workers(const worker_pool& workers, stats_snapshot& s) {
         const lcore_stats& st = workers.at(w).stats;
         for (std::size_t r = 0; r < drop_reason_count; r++)
             s.drops[r] += st.drops[r].get();
-        s.workers.push_back({workers.at(w).lcore_id, st.packets.get(), st.busy_polls.get(), st.idle_polls.get(),
-                             st.sleeps.get(), st.tx_flushes.get(), st.exceptions.get(), st.busy_cycles.get(),
-                             st.idle_cycles.get(), st.endpoint_cache_hits.get(), st.endpoint_cache_misses.get()});
+        worker_sample ws;
+        ws.lcore = workers.at(w).lcore_id;
+#define OVP_WORKER_COUNTER(id, unit, family, help) ws.id = st.id.get();
+#include "overpass/counters.def"
+        s.workers.push_back(ws);
     }
 }
 
@@ -48,15 +50,13 @@ void read_ports(const worker_pool& workers, const port_manager& ports, stats_sna
         p.detail = info.detail;
         for (unsigned w = 0; w < workers.size(); w++) {
             const port_counters& c = workers.at(w).stats.ports[id];
-            p.rx_packets += c.rx_packets.get();
-            p.rx_bytes += c.rx_bytes.get();
-            p.tx_packets += c.tx_packets.get();
-            p.tx_bytes += c.tx_bytes.get();
-            p.drops += c.drops.get();
+#define OVP_PORT_COUNTER(x, unit, help) p.x += c.x.get();
+#include "overpass/counters.def"
         }
-        rte_eth_stats es;
-        if (rte_eth_stats_get(id, &es) == 0)
-            p.rx_missed = es.imissed;
+        if (rte_eth_stats es; rte_eth_stats_get(id, &es) == 0) {
+#define OVP_PORT_DEVICE(x, field, help) p.x = es.field;
+#include "overpass/counters.def"
+        }
         s.ports.push_back(std::move(p));
     }
 }
@@ -81,11 +81,8 @@ void read_tables(const worker_pool* workers, const table_writer& writer, const a
         if (workers != nullptr)
             for (unsigned w = 0; w < workers->size(); w++) {
                 const network_counters& c = workers->at(w).stats.networks[n.slot];
-                ns.encap_packets += c.encap_packets.get();
-                ns.encap_bytes += c.encap_bytes.get();
-                ns.decap_packets += c.decap_packets.get();
-                ns.decap_bytes += c.decap_bytes.get();
-                ns.flood_packets += c.bum_packets.get();
+#define OVP_NETWORK_COUNTER(id, unit, help) ns.id += c.id.get();
+#include "overpass/counters.def"
             }
         s.networks.push_back(std::move(ns));
     }
@@ -99,10 +96,8 @@ void read_tables(const worker_pool* workers, const table_writer& writer, const a
         if (workers != nullptr)
             for (unsigned w = 0; w < workers->size(); w++) {
                 const vtep_counters& c = workers->at(w).stats.vteps[v.slot];
-                vs.tx_packets += c.tx_packets.get();
-                vs.tx_bytes += c.tx_bytes.get();
-                vs.rx_packets += c.rx_packets.get();
-                vs.rx_bytes += c.rx_bytes.get();
+#define OVP_VTEP_COUNTER(id, unit, help) vs.id += c.id.get();
+#include "overpass/counters.def"
                 last_tsc = std::max(last_tsc, c.last_seen_tsc.get());
             }
         if (last_tsc != 0 && s.tsc_hz != 0 && last_tsc <= now_tsc)
@@ -136,6 +131,14 @@ control_sample read_control(const agent& ag, double now_unix) {
     c.local_endpoints = ag.local_endpoint_count();
     c.remote_endpoints = sync.applied().endpoints.size();
     return c;
+}
+
+/// `row` with every counter of `fields` added under its name.
+template <typename Sample, std::size_t N>
+nlohmann::json with_counters(nlohmann::json row, const Sample& x, const counter_field<Sample> (&fields)[N]) {
+    for (const counter_field<Sample>& f : fields)
+        row[f.name] = x.*f.value;
+    return row;
 }
 
 nlohmann::json optional_age(const std::optional<double>& t, double now) {
@@ -175,33 +178,27 @@ nlohmann::json to_json(const stats_snapshot& s) {
 
     nlohmann::json ports = nlohmann::json::array();
     for (const port_sample& p : s.ports)
-        ports.push_back({{"port", p.port_id}, {"name", p.name}, {"kind", p.kind}, {"endpoint", p.endpoint},
-                         {"detail", p.detail}, {"rx_packets", p.rx_packets}, {"rx_bytes", p.rx_bytes},
-                         {"tx_packets", p.tx_packets}, {"tx_bytes", p.tx_bytes}, {"drops", p.drops},
-                         {"rx_missed", p.rx_missed}});
+        ports.push_back(with_counters({{"port", p.port_id}, {"name", p.name}, {"kind", p.kind},
+                                       {"endpoint", p.endpoint}, {"detail", p.detail}},
+                                      p, port_fields));
     j["ports"] = std::move(ports);
 
     nlohmann::json workers = nlohmann::json::array();
     for (const worker_sample& w : s.workers)
-        workers.push_back({{"lcore", w.lcore}, {"packets", w.packets}, {"busy_polls", w.busy_polls},
-                           {"idle_polls", w.idle_polls}, {"sleeps", w.sleeps}, {"tx_flushes", w.tx_flushes},
-                           {"exceptions", w.exceptions}, {"busy_cycles", w.busy_cycles},
-                           {"idle_cycles", w.idle_cycles}, {"endpoint_cache_hits", w.endpoint_cache_hits},
-                           {"endpoint_cache_misses", w.endpoint_cache_misses}});
+        workers.push_back(with_counters({{"lcore", w.lcore}}, w, worker_fields));
     j["workers"] = std::move(workers);
 
     nlohmann::json nets = nlohmann::json::array();
     for (const network_sample& n : s.networks)
-        nets.push_back({{"network", n.name}, {"vni", n.vni}, {"encap_packets", n.encap_packets},
-                        {"encap_bytes", n.encap_bytes}, {"decap_packets", n.decap_packets},
-                        {"decap_bytes", n.decap_bytes}, {"flood_packets", n.flood_packets}});
+        nets.push_back(with_counters({{"network", n.name}, {"vni", n.vni}}, n, network_fields));
     j["networks"] = std::move(nets);
 
     nlohmann::json vteps = nlohmann::json::array();
     for (const vtep_sample& v : s.vteps)
-        vteps.push_back({{"vtep", v.ip}, {"resolved", v.resolved}, {"tx_packets", v.tx_packets},
-                         {"tx_bytes", v.tx_bytes}, {"rx_packets", v.rx_packets}, {"rx_bytes", v.rx_bytes},
-                         {"last_seen_seconds", optional_age(v.last_seen_unix, s.now_unix)}});
+        vteps.push_back(with_counters({{"vtep", v.ip},
+                                       {"resolved", v.resolved},
+                                       {"last_seen_seconds", optional_age(v.last_seen_unix, s.now_unix)}},
+                                      v, vtep_fields));
     j["vteps"] = std::move(vteps);
 
     nlohmann::json tables = nlohmann::json::object();

@@ -4,8 +4,10 @@
 // One consistent reading of everything overpassd counts: the workers' single-writer
 // counters summed over lcores, the ports, tables, slow path, store sync and liveness.
 // /v1/stats (and so `overpass stats`), the Prometheus exposition and the DPDK telemetry
-// commands are all rendered from it, so the three never disagree on a value (field names
-// follow each format's conventions: docs/metrics.md maps them).
+// commands are all rendered from it, so the three never disagree on a value. A counter
+// of a port, worker, network or VTEP has one name in all of them: its name in
+// include/overpass/counters.def (Prometheus: overpass_<scope>_<name>_total, or the
+// family a worker counter declares).
 //
 // Series appear and disappear with their objects: a removed port, network or VTEP is
 // not in the next snapshot; a reused port id or stats slot starts from zero (see
@@ -30,32 +32,68 @@
 
 namespace overpass::ctl {
 
+// The samples' counters are generated from include/overpass/counters.def, in its order,
+// under the same names as the workers' counters: each is the sum over lcores (or, for
+// OVP_PORT_DEVICE, the device's own count).
+
 struct port_sample {
     uint16_t port_id = 0;
     std::string name, kind, endpoint, detail;
-    uint64_t rx_packets = 0, rx_bytes = 0, tx_packets = 0, tx_bytes = 0;
-    uint64_t drops = 0;       ///< dropped after RX on this port (any reason) or at TX to it (queue full)
-    uint64_t rx_missed = 0;   ///< the device's imissed: RX ring full, the worker fell behind
+#define OVP_PORT_COUNTER(id, unit, help) uint64_t id = 0;
+#define OVP_PORT_DEVICE(id, field, help) uint64_t id = 0;
+#include "overpass/counters.def"
 };
 
 struct worker_sample {
     unsigned lcore = 0;
-    uint64_t packets = 0, busy_polls = 0, idle_polls = 0, sleeps = 0, tx_flushes = 0, exceptions = 0;
-    uint64_t busy_cycles = 0, idle_cycles = 0;
-    uint64_t endpoint_cache_hits = 0, endpoint_cache_misses = 0;   ///< encap's endpoint lookups
+#define OVP_WORKER_COUNTER(id, unit, family, help) uint64_t id = 0;
+#include "overpass/counters.def"
 };
 
 struct network_sample {
     std::string name;   ///< empty until the sync engine has seen the network's record
     uint32_t vni = 0;
-    uint64_t encap_packets = 0, encap_bytes = 0, decap_packets = 0, decap_bytes = 0, flood_packets = 0;
+#define OVP_NETWORK_COUNTER(id, unit, help) uint64_t id = 0;
+#include "overpass/counters.def"
 };
 
 struct vtep_sample {
     std::string ip;
     bool resolved = false;   ///< next-hop MAC known (outer header template built)
-    uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+#define OVP_VTEP_COUNTER(id, unit, help) uint64_t id = 0;
+#include "overpass/counters.def"
     std::optional<double> last_seen_unix;   ///< last packet received from it
+};
+
+/// One counter of a sample as counters.def declares it: all that the renderings need.
+template <typename Sample>
+struct counter_field {
+    const char* name;     ///< key in /v1/stats and in telemetry, column of `overpass stats`
+    counter_unit unit;
+    const char* family;   ///< Prometheus: overpass_<scope>_<family>_total; may end in one {label=value}
+    const char* help;     ///< Prometheus HELP
+    uint64_t Sample::*value;
+};
+
+inline constexpr counter_field<port_sample> port_fields[] = {
+#define OVP_PORT_COUNTER(id, unit, help) {#id, counter_unit::unit, #id, help, &port_sample::id},
+#define OVP_PORT_DEVICE(id, field, help) {#id, counter_unit::count, #id, help, &port_sample::id},
+#include "overpass/counters.def"
+};
+
+inline constexpr counter_field<worker_sample> worker_fields[] = {
+#define OVP_WORKER_COUNTER(id, unit, family, help) {#id, counter_unit::unit, family, help, &worker_sample::id},
+#include "overpass/counters.def"
+};
+
+inline constexpr counter_field<network_sample> network_fields[] = {
+#define OVP_NETWORK_COUNTER(id, unit, help) {#id, counter_unit::unit, #id, help, &network_sample::id},
+#include "overpass/counters.def"
+};
+
+inline constexpr counter_field<vtep_sample> vtep_fields[] = {
+#define OVP_VTEP_COUNTER(id, unit, help) {#id, counter_unit::unit, #id, help, &vtep_sample::id},
+#include "overpass/counters.def"
 };
 
 struct table_sample {

@@ -7,7 +7,8 @@
 //
 // DPDK 22.11 accepts dict keys of letters, digits, '_' and '/' only and silently drops
 // other entries, so keys are sanitised (198.18.0.2 -> 198_18_0_2) and each entry also
-// carries its real name; the optional parameter matches either form.
+// carries its real name; the optional parameter matches either form. Counters carry
+// their names from include/overpass/counters.def, as in /v1/stats.
 #include <cctype>
 #include <cinttypes>
 #include <cstdio>
@@ -57,6 +58,13 @@ std::string key_of(const std::string& s) {
 void add_u64(rte_tel_data* d, const char* name, uint64_t v) { rte_tel_data_add_dict_u64(d, name, v); }
 void add_str(rte_tel_data* d, const char* name, const std::string& v) {
     rte_tel_data_add_dict_string(d, name, clip(v).c_str());
+}
+
+/// Every counter of `fields` under its name.
+template <typename Sample, std::size_t N>
+void add_counters(rte_tel_data* d, const Sample& x, const counter_field<Sample> (&fields)[N]) {
+    for (const counter_field<Sample>& f : fields)
+        add_u64(d, f.name, x.*f.value);
 }
 
 /// Seconds as a string with millisecond precision (22.11's telemetry has no float type).
@@ -133,12 +141,7 @@ int cmd_ports(const char*, const char* params, rte_tel_data* d) {
                            add_str(c, "kind", p.kind);
                            add_str(c, "endpoint", p.endpoint);
                            add_str(c, "detail", p.detail);
-                           add_u64(c, "rx_packets", p.rx_packets);
-                           add_u64(c, "rx_bytes", p.rx_bytes);
-                           add_u64(c, "tx_packets", p.tx_packets);
-                           add_u64(c, "tx_bytes", p.tx_bytes);
-                           add_u64(c, "dropped_packets", p.drops);
-                           add_u64(c, "rx_missed_packets", p.rx_missed);
+                           add_counters(c, p, port_fields);
                        });
     });
 }
@@ -146,18 +149,7 @@ int cmd_ports(const char*, const char* params, rte_tel_data* d) {
 int cmd_workers(const char*, const char* params, rte_tel_data* d) {
     return with_snapshot([&](const stats_snapshot* s, const build_info&) -> int {
         return dict_of(d, s->workers, params, [](const worker_sample& w) { return std::to_string(w.lcore); },
-                       [](rte_tel_data* c, const worker_sample& w) {
-                           add_u64(c, "packets", w.packets);
-                           add_u64(c, "busy_polls", w.busy_polls);
-                           add_u64(c, "idle_polls", w.idle_polls);
-                           add_u64(c, "busy_cycles", w.busy_cycles);
-                           add_u64(c, "idle_cycles", w.idle_cycles);
-                           add_u64(c, "sleeps", w.sleeps);
-                           add_u64(c, "tx_bursts", w.tx_flushes);
-                           add_u64(c, "exceptions", w.exceptions);
-                           add_u64(c, "endpoint_cache_hits", w.endpoint_cache_hits);
-                           add_u64(c, "endpoint_cache_misses", w.endpoint_cache_misses);
-                       });
+                       [](rte_tel_data* c, const worker_sample& w) { add_counters(c, w, worker_fields); });
     });
 }
 
@@ -175,11 +167,7 @@ int cmd_networks(const char*, const char* params, rte_tel_data* d) {
         return dict_of(d, s->networks, params, [](const network_sample& n) { return std::to_string(n.vni); },
                        [](rte_tel_data* c, const network_sample& n) {
                            add_str(c, "network", n.name);
-                           add_u64(c, "encap_packets", n.encap_packets);
-                           add_u64(c, "encap_bytes", n.encap_bytes);
-                           add_u64(c, "decap_packets", n.decap_packets);
-                           add_u64(c, "decap_bytes", n.decap_bytes);
-                           add_u64(c, "flood_packets", n.flood_packets);
+                           add_counters(c, n, network_fields);
                        });
     });
 }
@@ -190,10 +178,7 @@ int cmd_vteps(const char*, const char* params, rte_tel_data* d) {
         return dict_of(d, s->vteps, params, [](const vtep_sample& v) { return v.ip; },
                        [now](rte_tel_data* c, const vtep_sample& v) {
                            add_u64(c, "resolved", v.resolved ? 1 : 0);
-                           add_u64(c, "tx_packets", v.tx_packets);
-                           add_u64(c, "tx_bytes", v.tx_bytes);
-                           add_u64(c, "rx_packets", v.rx_packets);
-                           add_u64(c, "rx_bytes", v.rx_bytes);
+                           add_counters(c, v, vtep_fields);
                            if (v.last_seen_unix)
                                add_str(c, "last_seen_seconds_ago", seconds(now - *v.last_seen_unix));
                        });

@@ -163,31 +163,22 @@ bool worker_pool::unassign_port(uint16_t port) noexcept {
 void worker_pool::reset_port_counters(uint16_t port) noexcept {
     if (port >= RTE_MAX_ETHPORTS)
         return;
-    for (worker* w : workers_) {
-        port_counters& c = w->stats.ports[port];
-        for (counter* x : {&c.rx_packets, &c.rx_bytes, &c.tx_packets, &c.tx_bytes, &c.drops})
-            x->set(0);
-    }
+    for (worker* w : workers_)
+        w->stats.ports[port].reset();
 }
 
 void worker_pool::reset_network_counters(uint16_t slot) noexcept {
     if (slot >= max_network_slots)
         return;
-    for (worker* w : workers_) {
-        network_counters& c = w->stats.networks[slot];
-        for (counter* x : {&c.encap_packets, &c.encap_bytes, &c.decap_packets, &c.decap_bytes, &c.bum_packets})
-            x->set(0);
-    }
+    for (worker* w : workers_)
+        w->stats.networks[slot].reset();
 }
 
 void worker_pool::reset_vtep_counters(uint16_t slot) noexcept {
     if (slot >= max_vtep_slots)
         return;
-    for (worker* w : workers_) {
-        vtep_counters& c = w->stats.vteps[slot];
-        for (counter* x : {&c.tx_packets, &c.tx_bytes, &c.rx_packets, &c.rx_bytes, &c.last_seen_tsc})
-            x->set(0);
-    }
+    for (worker* w : workers_)
+        w->stats.vteps[slot].reset();
 }
 
 } // namespace overpass::ctl

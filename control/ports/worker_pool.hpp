@@ -52,8 +52,9 @@ public:
     }
 
     /// Zero every worker's counters of a port id / network slot / VTEP slot that is being
-    /// handed to a new owner. Only while no worker can count into it: a port id before its
-    /// queues are assigned and its binding published, a slot before its entry is published
+    /// handed to a new owner (all of them: the group's reset(), generated from
+    /// counters.def). Only while no worker can count into it: a port id before its queues
+    /// are assigned and its binding published, a slot before its entry is published
     /// (table_writer::on_slot_taken). The counters' single writer is then idle, so a
     /// relaxed store from here is ordered before its next add by that publication.
     void reset_port_counters(uint16_t port) noexcept;

@@ -541,7 +541,7 @@ int table_writer_impl::set_config(const config_snapshot& cfg) noexcept {
 }
 
 int table_writer_impl::upsert_network(const network_spec& net) noexcept {
-    if (net.vni == 0 || net.vni > 0xffffff)
+    if (!valid_vni(net.vni))
         return -EINVAL;
     auto it = nets_.find(net.vni);
     if (it != nets_.end()) {

@@ -124,7 +124,7 @@ net_meta net_meta_from_value(std::string_view net_id, std::string_view value) {
     m.gateway = *gw;
     m.mtu = j.at("mtu").get<uint16_t>();
     m.created_by = j.value("created_by", "");
-    if (m.vni == 0 || m.vni > max_vni)
+    if (!valid_vni(m.vni))
         throw std::invalid_argument("vni out of range");
     return m;
 }

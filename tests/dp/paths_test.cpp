@@ -389,9 +389,9 @@ TEST_F(dp_paths, encap_cache_follows_moves_and_removals) {
     EXPECT_EQ(hex(out[0]), hex(expected_encap(to_b, sport_of(out[0]), vni_a, v1_ip, v1_mac)));
 
     ASSERT_EQ(tw_->remove_endpoint(vni_a, r_mac), 0);   // R gone: unknown unicast, flooded
-    const uint64_t bum_before = st.networks[tw_->network_slot(vni_a)].bum_packets.get();
+    const uint64_t bum_before = st.networks[tw_->network_slot(vni_a)].flood_packets.get();
     run1(g_c1.port_id, to_r);
-    EXPECT_EQ(st.networks[tw_->network_slot(vni_a)].bum_packets.get(), bum_before + 1);
+    EXPECT_EQ(st.networks[tw_->network_slot(vni_a)].flood_packets.get(), bum_before + 1);
     EXPECT_EQ(take(g_c2.port_id).size(), 0u) << "c2 is no longer bound";
     out = take(g_uplink.port_id);
     ASSERT_EQ(out.size(), 1u) << "flooded to v1 only: v3 left vni_a's flood list with R";
@@ -631,7 +631,7 @@ TEST_F(dp_paths, anti_spoofing) {
     run1(g_c1.port_id, udp_frame(b_mac, a_mac, a_ip, b_ip, 20) );
     EXPECT_EQ(take(g_c2.port_id).size(), 1u);
     EXPECT_EQ(total_drops(), 4u);
-    EXPECT_EQ(w_->stats.ports[g_c1.port_id].drops.get(), 4u);
+    EXPECT_EQ(w_->stats.ports[g_c1.port_id].dropped_packets.get(), 4u);
     EXPECT_EQ(buffered(), 0u);
 }
 
@@ -732,7 +732,7 @@ TEST_F(dp_paths, bum_replication_and_unknown_unicast) {
         EXPECT_EQ(hex(up[0]), hex(expected_encap(frame, sport_of(up[0]), vni_a, v1_ip, v1_mac)));
         EXPECT_EQ(buffered(), 0u);
     }
-    EXPECT_EQ(w_->stats.networks[tw_->network_slot(vni_a)].bum_packets.get(), 2u);
+    EXPECT_EQ(w_->stats.networks[tw_->network_slot(vni_a)].flood_packets.get(), 2u);
     EXPECT_EQ(total_drops(), 0u);
 }
 
@@ -756,7 +756,7 @@ TEST_F(dp_paths, tx_flush_sends_and_counts) {
     dp::tx_flush(*w_);
     EXPECT_EQ(w_->stats.ports[g_small.port_id].tx_packets.get(), 15u);
     EXPECT_EQ(drops(drop_reason::tx_full), 25u);
-    EXPECT_EQ(w_->stats.ports[g_small.port_id].drops.get(), 25u);
+    EXPECT_EQ(w_->stats.ports[g_small.port_id].dropped_packets.get(), 25u);
 }
 
 // Encapsulated frames across a full TX buffer: the uplink's buffer is filled up and sent
@@ -838,7 +838,7 @@ TEST_F(dp_paths, encap_without_headroom_is_dropped_alone) {
 
     EXPECT_EQ(drops(drop_reason::malformed), 1u);
     EXPECT_EQ(total_drops(), 1u);
-    EXPECT_EQ(w_->stats.ports[g_c1.port_id].drops.get(), 1u);
+    EXPECT_EQ(w_->stats.ports[g_c1.port_id].dropped_packets.get(), 1u);
     EXPECT_EQ(w_->tx[g_uplink.port_id].bytes, f0.size() + f2.size() + 2 * 50);
     const auto& nc = w_->stats.networks[tw_->network_slot(vni_a)];
     EXPECT_EQ(nc.encap_packets.get(), 2u);

@@ -30,7 +30,7 @@ stats_snapshot sample() {
     up.kind = "uplink";
     up.rx_packets = 11;
     up.tx_packets = 12;
-    up.rx_missed = 3;
+    up.rx_missed_packets = 3;
     port_sample tap;
     tap.port_id = 1;
     tap.name = "net_tap0";
@@ -38,7 +38,7 @@ stats_snapshot sample() {
     tap.endpoint = "app1";
     tap.rx_packets = 5;
     tap.rx_bytes = 5 * 142;
-    tap.drops = 7;
+    tap.dropped_packets = 7;
     s.ports = {up, tap};
     worker_sample w;
     w.lcore = 1;
@@ -185,6 +185,104 @@ TEST(metrics, json_has_every_section) {
     EXPECT_EQ(j["tables"]["endpoints"], 3);
     EXPECT_EQ(j["store"]["up"], true);
     EXPECT_EQ(j["uptime_seconds"], 1000.0);
+}
+
+/// Gives counter i of `fields` the value base + i in every item.
+template <typename Sample, std::size_t N>
+void number_counters(std::vector<Sample>& items, const counter_field<Sample> (&fields)[N], uint64_t base) {
+    for (Sample& x : items)
+        for (std::size_t i = 0; i < N; i++)
+            x.*fields[i].value = base + i;
+}
+
+/// Every counter of `fields` is in each JSON row under its name, and in Prometheus as
+/// overpass_<scope>_<family>_total (with the family's label, in seconds for TSC cycles),
+/// and the JSON rows hold nothing else but `identity`.
+template <typename Sample, std::size_t N, typename LabelsOf>
+void expect_one_name(const stats_snapshot& s, const nlohmann::json& rows, const std::string& scope,
+                     const counter_field<Sample> (&fields)[N], const std::vector<Sample>& items,
+                     std::size_t identity, LabelsOf labels_of) {
+    const auto fams = to_families(s, info);
+    ASSERT_EQ(rows.size(), items.size());
+    for (std::size_t i = 0; i < items.size(); i++) {
+        EXPECT_EQ(rows[i].size(), identity + N) << rows[i].dump();
+        for (const counter_field<Sample>& f : fields) {
+            const uint64_t v = items[i].*f.value;
+            EXPECT_EQ(rows[i][f.name], v) << scope << " " << f.name;
+            std::string family = f.family;
+            label_set l = labels_of(items[i]);
+            if (const auto open = family.find('{'); open != std::string::npos) {
+                const auto eq = family.find('=', open);
+                l[family.substr(open + 1, eq - open - 1)] = family.substr(eq + 1, family.size() - eq - 2);
+                family.resize(open);
+            }
+            const double want = f.unit == counter_unit::cycles ? static_cast<double>(v) / static_cast<double>(s.tsc_hz)
+                                                               : static_cast<double>(v);
+            EXPECT_EQ(value(fams, "overpass_" + scope + "_" + family + "_total", l), want) << scope << " " << f.name;
+        }
+    }
+}
+
+TEST(metrics, one_name_per_counter_in_json_and_prometheus) {
+    stats_snapshot s = sample();
+    number_counters(s.ports, port_fields, 100);
+    number_counters(s.workers, worker_fields, 200);
+    number_counters(s.networks, network_fields, 300);
+    number_counters(s.vteps, vtep_fields, 400);
+    const nlohmann::json j = to_json(s);
+    expect_one_name(s, j["ports"], "port", port_fields, s.ports, 5, [](const port_sample& p) {
+        return label_set{{"port", p.name}, {"endpoint", p.endpoint}, {"kind", p.kind}};
+    });
+    expect_one_name(s, j["workers"], "worker", worker_fields, s.workers, 1,
+                    [](const worker_sample& w) { return label_set{{"lcore", std::to_string(w.lcore)}}; });
+    expect_one_name(s, j["networks"], "network", network_fields, s.networks, 2, [](const network_sample& n) {
+        return label_set{{"network", n.name}, {"vni", std::to_string(n.vni)}};
+    });
+    expect_one_name(s, j["vteps"], "vtep", vtep_fields, s.vteps, 3,
+                    [](const vtep_sample& v) { return label_set{{"vtep", v.ip}}; });
+}
+
+TEST(metrics, families_shared_by_counters_agree) {
+    // Worker counters that name one family (polls{result=busy}, polls{result=idle}) are
+    // of one unit and differ by the value of one label.
+    struct family {
+        std::set<std::string> label_keys, members;
+        std::set<counter_unit> units;
+    };
+    std::map<std::string, family> fams;
+    for (const auto& f : worker_fields) {
+        const std::string name = f.family;
+        const auto open = name.find('{');
+        family& fam = fams[name.substr(0, open)];
+        fam.label_keys.insert(open == std::string::npos ? "" : name.substr(open + 1, name.find('=') - open - 1));
+        EXPECT_TRUE(fam.members.insert(name).second) << name << " twice";
+        fam.units.insert(f.unit);
+    }
+    for (const auto& [stem, fam] : fams) {
+        EXPECT_EQ(fam.units.size(), 1u) << stem;
+        EXPECT_EQ(fam.label_keys.size(), 1u) << stem;
+        EXPECT_TRUE(fam.members.size() == 1 || *fam.label_keys.begin() != "") << stem << ": shared without a label";
+    }
+}
+
+TEST(metrics, every_counter_is_documented) {
+    std::ifstream in(OVERPASS_SOURCE_ROOT "/docs/metrics.md");
+    ASSERT_TRUE(in) << "docs/metrics.md missing";
+    std::stringstream doc;
+    doc << in.rdbuf();
+    // Its name, as /v1/stats, telemetry and `overpass stats` show it, is in the names table.
+    auto documented = [&](const char* scope, const char* name) {
+        EXPECT_NE(doc.str().find(std::string("| ") + scope + " | `" + name + "` |"), std::string::npos)
+            << scope << " counter " << name << " is not in the names table of docs/metrics.md";
+    };
+    for (const auto& f : port_fields)
+        documented("port", f.name);
+    for (const auto& f : worker_fields)
+        documented("worker", f.name);
+    for (const auto& f : network_fields)
+        documented("network", f.name);
+    for (const auto& f : vtep_fields)
+        documented("vtep", f.name);
 }
 
 TEST(snapshot_source, reads_on_the_io_thread_and_stops_when_closed) {

@@ -25,6 +25,8 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "control/api/schema.hpp"
+
 namespace overpass::cli {
 
 namespace {
@@ -33,6 +35,8 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using local = asio::local::stream_protocol;
 using json = nlohmann::json;
+namespace ctl = overpass::ctl;
+namespace api = overpass::ctl::api;
 
 struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -112,8 +116,8 @@ struct client {
             }
         }
         if (res.result_int() / 100 != 2) {
-            if (j.is_object() && j.contains("error") && j["error"].is_string())
-                throw cli_error(j["error"].get<std::string>());
+            if (j.is_object() && j.contains(api::field::error) && j[api::field::error].is_string())
+                throw cli_error(j[api::field::error].get<std::string>());
             throw cli_error("the daemon answered HTTP " + std::to_string(res.result_int()));
         }
         return j;
@@ -186,11 +190,30 @@ uint32_t number(const std::string& flag, const std::string& v) {
     return static_cast<uint32_t>(std::stoul(v));
 }
 
-std::string str(const json& j, const char* k) {
-    auto it = j.find(k);
-    if (it == j.end())
-        return "";
-    return it->is_string() ? it->get<std::string>() : it->dump();
+/// The value of flag `name`, or "" without it.
+std::string flag_or_empty(const parsed_args& p, const char* name) {
+    const auto it = p.flags.find(name);
+    return it == p.flags.end() ? "" : it->second;
+}
+
+/// An answer of the daemon, read with the API's schema.
+template <class T>
+T answer(const json& j) {
+    try {
+        return api::decode<T>(j);
+    } catch (const api::schema_error& e) {
+        throw cli_error(std::string("the daemon sent an unexpected answer: ") + e.what());
+    }
+}
+
+template <class T>
+std::vector<T> answers(const json& j) {
+    if (!j.is_array())
+        throw cli_error("the daemon sent an unexpected answer: expected a JSON array");
+    std::vector<T> out;
+    for (const auto& item : j)
+        out.push_back(answer<T>(item));
+    return out;
 }
 
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
@@ -275,7 +298,7 @@ std::vector<const json*> rows_of(const json& j, const char* section) {
 
 /// The row of `prev`'s `section` with the same values of `keys` as `row` (a key missing
 /// in both matches), or nullptr.
-const json* same_row(const json& prev, const char* section, std::initializer_list<const char*> keys,
+const json* same_row(const json& prev, const char* section, const std::vector<const char*>& keys,
                      const json& row) {
     for (const json* p : rows_of(prev, section)) {
         const bool all = std::all_of(keys.begin(), keys.end(), [&](const char* k) {
@@ -449,6 +472,217 @@ std::string control_line(const json& c, const json& root) {
     return l.empty() ? "" : l + '\n';
 }
 
+/// `j[k]`, or null.
+const json& sub(const json& j, const char* k) {
+    static const json none;
+    const json* v = member(j, k);
+    return v != nullptr ? *v : none;
+}
+
+/// A counter of a /v1/stats row, as include/overpass/counters.def declares it.
+struct def_counter {
+    const char* name;   ///< its key in the row
+    const char* unit;   ///< "count", "bytes" or "cycles"
+};
+
+// The counters of each kind of row, in counters.def's order. A counter added there is
+// in these lists, and so in the tables below, without a change here.
+const std::vector<def_counter> port_counters = {
+#define OVP_PORT_COUNTER(id, unit, help) {#id, #unit},
+#define OVP_PORT_DEVICE(id, field, help) {#id, "count"},
+#include "overpass/counters.def"
+};
+const std::vector<def_counter> worker_counters = {
+#define OVP_WORKER_COUNTER(id, unit, family, help) {#id, #unit},
+#include "overpass/counters.def"
+};
+const std::vector<def_counter> network_counters = {
+#define OVP_NETWORK_COUNTER(id, unit, help) {#id, #unit},
+#include "overpass/counters.def"
+};
+const std::vector<def_counter> vtep_counters = {
+#define OVP_VTEP_COUNTER(id, unit, help) {#id, #unit},
+#include "overpass/counters.def"
+};
+
+bool listed(const std::vector<const char*>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+/// Column heading of a counter: its name in capitals, "_packets" as " PKTS"
+/// ("rx_packets": "RX PKTS"), with one shorter exception.
+std::string heading(const std::string& name) {
+    if (name == "dropped_packets")
+        return "DROPS";
+    std::string h = name;
+    const std::string packets = "_packets";
+    if (h.size() > packets.size() && h.ends_with(packets))
+        h.replace(h.size() - packets.size(), packets.size(), "_pkts");
+    for (char& c : h)
+        c = c == '_' ? ' ' : c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
+    return h;
+}
+
+/// The cell of counter `c` of `row`: a count, or bytes.
+std::string counter_cell(const json& row, const def_counter& c) {
+    return std::string(c.unit) == "bytes" ? bytes_cell(row, c.name) : count_cell(row, c.name);
+}
+
+/// The counters of `all` that get a column: those in `always`, and the others that a row
+/// has unless `hidden` names them (a new counter shows up once the daemon sends it).
+std::vector<def_counter> columns_of(const std::vector<def_counter>& all, const std::vector<const char*>& always,
+                                    const std::vector<const char*>& hidden, const std::vector<const json*>& rows) {
+    std::vector<def_counter> out;
+    for (const def_counter& c : all) {
+        const bool sent = std::any_of(rows.begin(), rows.end(), [&](const json* r) { return r->contains(c.name); });
+        if (listed(always, c.name) || (sent && !listed(hidden, c.name)))
+            out.push_back(c);
+    }
+    return out;
+}
+
+/// A table of counter rows (ports, networks, VTEPs): its leading columns, one per counter
+/// (columns_of), trailing columns, and in watch mode the rates of each <x>_packets and
+/// <x>_bytes pair: "<X> PPS" and "<X> BIT/S".
+struct counter_table {
+    const char* title;                            ///< "PORTS"
+    const char* rows_key;                         ///< "ports" in /v1/stats
+    std::vector<const char*> identity;            ///< keys of the same row in the previous sample
+    std::vector<text_table::column> lead, trail;
+    std::vector<std::string> (*lead_cells)(const json& row);
+    std::vector<std::string> (*trail_cells)(const json& row);   ///< may be null without trailing columns
+    const std::vector<def_counter>& counters;
+    std::vector<const char*> always;   ///< counters with a column even when the daemon sent none
+
+    /// The <x> of every <x>_bytes counter that has an <x>_packets.
+    std::vector<std::string> rate_pairs() const {
+        std::vector<std::string> out;
+        for (const def_counter& c : counters) {
+            const std::string n = c.name;
+            if (!n.ends_with("_bytes"))
+                continue;
+            const std::string x = n.substr(0, n.size() - 6);
+            const auto is_packets = [&](const def_counter& p) { return p.name == x + "_packets"; };
+            if (std::any_of(counters.begin(), counters.end(), is_packets))
+                out.push_back(x);
+        }
+        return out;
+    }
+
+    void render(std::string& out, const json& cur, const json& prev, double dt) const {
+        const std::vector<const json*> rows = rows_of(cur, rows_key);
+        const std::vector<def_counter> shown = columns_of(counters, always, {}, rows);
+        const std::vector<std::string> rates = dt > 0 ? rate_pairs() : std::vector<std::string>{};
+        text_table t{lead, {}};
+        for (const def_counter& c : shown)
+            t.cols.push_back({heading(c.name), true});
+        t.cols.insert(t.cols.end(), trail.begin(), trail.end());
+        for (const std::string& x : rates) {
+            const std::string h = heading(x);
+            t.cols.insert(t.cols.end(), {{h + " PPS", true}, {h + " BIT/S", true}});
+        }
+        for (const json* r : rows) {
+            std::vector<std::string> row = lead_cells(*r);
+            for (const def_counter& c : shown)
+                row.push_back(counter_cell(*r, c));
+            if (trail_cells != nullptr) {
+                const std::vector<std::string> more = trail_cells(*r);
+                row.insert(row.end(), more.begin(), more.end());
+            }
+            const json* p = rates.empty() ? nullptr : same_row(prev, rows_key, identity, *r);
+            for (const std::string& x : rates)
+                row.insert(row.end(), {pps_cell(*r, p, (x + "_packets").c_str(), dt),
+                                       bps_cell(*r, p, (x + "_bytes").c_str(), dt)});
+            t.rows.push_back(std::move(row));
+        }
+        section(out, title, t);
+    }
+};
+
+const counter_table ports_table{
+    "PORTS", "ports", {"port", "name"}, {{"NAME", false}, {"KIND", false}, {"ENDPOINT", false}}, {},
+    [](const json& r) { return std::vector<std::string>{text(r, "name"), text(r, "kind"), text(r, "endpoint")}; },
+    nullptr, port_counters, {"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "dropped_packets"}};
+
+const counter_table networks_table{
+    "NETWORKS", "networks", {"vni", "network"}, {{"NETWORK", false}, {"VNI", true}}, {},
+    [](const json& r) { return std::vector<std::string>{text(r, "network"), text(r, "vni")}; },
+    nullptr, network_counters, {"encap_packets", "encap_bytes", "decap_packets", "decap_bytes", "flood_packets"}};
+
+const counter_table vteps_table{
+    "VTEPS", "vteps", {"vtep"}, {{"VTEP", false}, {"RESOLVED", false}}, {{"LAST SEEN", true}},
+    [](const json& r) {
+        const json& res = sub(r, "resolved");
+        return std::vector<std::string>{text(r, "vtep"), res.is_boolean() ? (res.get<bool>() ? "yes" : "no") : "-"};
+    },
+    [](const json& r) { return std::vector<std::string>{seconds_ago(r, "last_seen_seconds")}; },
+    vtep_counters, {"tx_packets", "tx_bytes", "rx_packets", "rx_bytes"}};
+
+/// WORKERS: packets (and pps), busy % (from busy/idle cycles), TX bursts, exceptions and
+/// endpoint cache hit % (from its hits and misses), over the interval in watch mode; then
+/// any other counter the daemon sends, but the poll loop's own.
+void workers_table(std::string& out, const json& cur, const json& prev, double dt) {
+    const std::vector<const json*> rows = rows_of(cur, "workers");
+    const std::vector<def_counter> extra =
+        columns_of(worker_counters, {}, {"packets", "tx_bursts", "exceptions", "busy_polls", "idle_polls", "sleeps",
+                                         "busy_cycles", "idle_cycles", "endpoint_cache_hits", "endpoint_cache_misses"},
+                   rows);
+    text_table t{{{"LCORE", true}, {heading("packets"), true}}, {}};
+    if (dt > 0)
+        t.cols.push_back({"PPS", true});
+    t.cols.insert(t.cols.end(), {{"BUSY", true},
+                                 {heading("tx_bursts"), true},
+                                 {heading("exceptions"), true},
+                                 {"EP CACHE HIT", true}});
+    for (const def_counter& c : extra)
+        t.cols.push_back({heading(c.name), true});
+    for (const json* r : rows) {
+        const json* p = dt > 0 ? same_row(prev, "workers", {"lcore"}, *r) : nullptr;
+        // over the interval, or since the start without a previous sample
+        auto amount = [&](const char* k) { return p != nullptr ? delta(*r, p, k) : counter(*r, k); };
+        const auto busy = amount("busy_cycles"), idle = amount("idle_cycles");
+        const auto hits = amount("endpoint_cache_hits"), misses = amount("endpoint_cache_misses");
+        std::vector<std::string> row{text(*r, "lcore"), count_cell(*r, "packets")};
+        if (dt > 0)
+            row.push_back(pps_cell(*r, p, "packets", dt));
+        row.insert(row.end(), {busy && idle ? percent(*busy, *busy + *idle) : "-", count_cell(*r, "tx_bursts"),
+                               count_cell(*r, "exceptions"),
+                               hits && misses && *hits + *misses != 0 ? percent(*hits, *hits + *misses) : "-"});
+        for (const def_counter& c : extra)
+            row.push_back(counter_cell(*r, c));
+        t.rows.push_back(std::move(row));
+    }
+    section(out, "WORKERS", t);
+}
+
+/// DROPS: the reasons with a count, most first ("DROPS: none" without any).
+void drops_table(std::string& out, const json& cur, const json& prev, double dt) {
+    const json& drops = sub(cur, "drops");
+    if (!drops.is_object())
+        return;
+    std::vector<std::pair<std::string, uint64_t>> nonzero;
+    for (const auto& [reason, v] : drops.items())
+        if (const auto n = counter(drops, reason.c_str()); n && *n > 0)
+            nonzero.emplace_back(reason, *n);
+    std::sort(nonzero.begin(), nonzero.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second > b.second : a.first < b.first;
+    });
+    text_table t{{{"REASON", false}, {"COUNT", true}}, {}};
+    if (dt > 0)
+        t.cols.push_back({"PER SEC", true});
+    const json* pd = member(prev, "drops");
+    for (const auto& [reason, n] : nonzero) {
+        std::vector<std::string> row{reason, human_count(static_cast<double>(n))};
+        if (dt > 0)
+            row.push_back(pps_cell(drops, pd, reason.c_str(), dt));
+        t.rows.push_back(std::move(row));
+    }
+    if (t.rows.empty())
+        out += std::string(out.empty() ? "" : "\n") + "DROPS: none\n";
+    else
+        section(out, "DROPS", t);
+}
+
 // ---- commands ----
 
 int network_cmd(client& c, const std::vector<std::string>& args, size_t at, std::ostream& out) {
@@ -458,35 +692,39 @@ int network_cmd(client& c, const std::vector<std::string>& args, size_t at, std:
     const std::string cmd = "network " + sub;
     if (sub == "create") {
         const auto p = parse(args, at + 1, {"--subnet", "--gateway", "--vni", "--mtu", "--allow-overlap"}, cmd);
-        json body{{"name", one_positional(p, cmd, "a network name")}};
-        if (p.flags.contains("allow-overlap"))
-            body["allow_overlap"] = true;
-        for (const char* f : {"subnet", "gateway"})
-            if (p.flags.contains(f))
-                body[f] = p.flags.at(f);
-        for (const char* f : {"vni", "mtu"})
-            if (p.flags.contains(f))
-                body[f] = number(f, p.flags.at(f));
-        out << str(c.request(http::verb::post, "/v1/networks", body), "id") << '\n';
+        ctl::network_request req;
+        req.name = one_positional(p, cmd, "a network name");
+        if (p.flags.contains("subnet"))
+            req.subnet = p.flags.at("subnet");
+        if (p.flags.contains("gateway"))
+            req.gateway = p.flags.at("gateway");
+        if (p.flags.contains("vni"))
+            req.vni = number("vni", p.flags.at("vni"));
+        if (p.flags.contains("mtu"))
+            req.mtu = number("mtu", p.flags.at("mtu"));
+        req.allow_overlap = p.flags.contains("allow-overlap");
+        const json body = api::request_body(req);   // refused here as the daemon would refuse it
+        const auto created = answer<ctl::net_meta>(c.request(http::verb::post, std::string(api::path::networks), body));
+        out << created.id << '\n';
         return 0;
     }
     if (sub == "ls" || sub == "list") {
         no_positional(parse(args, at + 1, {}, cmd), cmd);
         std::vector<std::vector<std::string>> rows{{"NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET", "VNI"}};
-        for (const auto& n : c.request(http::verb::get, "/v1/networks"))
-            rows.push_back({str(n, "id").substr(0, 12), str(n, "name"), "overpass", "global", str(n, "subnet"),
-                            str(n, "vni")});
+        for (const auto& n : answers<ctl::net_meta>(c.request(http::verb::get, std::string(api::path::networks))))
+            rows.push_back(
+                {n.id.substr(0, 12), n.name, "overpass", "global", n.subnet.str(), std::to_string(n.vni)});
         print_table(out, rows);
         return 0;
     }
     if (sub == "inspect") {
         const auto name = one_positional(parse(args, at + 1, {}, cmd), cmd, "a network name");
-        out << c.request(http::verb::get, "/v1/networks/" + name).dump(4) << '\n';
+        out << c.request(http::verb::get, api::item_path(api::path::networks, name)).dump(4) << '\n';
         return 0;
     }
     if (sub == "rm" || sub == "remove") {
         const auto name = one_positional(parse(args, at + 1, {}, cmd), cmd, "a network name");
-        c.request(http::verb::delete_, "/v1/networks/" + name);
+        c.request(http::verb::delete_, api::item_path(api::path::networks, name));
         out << name << '\n';
         return 0;
     }
@@ -506,21 +744,19 @@ int endpoint_cmd(client& c, const std::vector<std::string>& args, size_t at, std
                 throw usage_error("\"" + cmd + "\" needs --" + f);
         if (p.flags.contains("netns") == p.flags.contains("vhost-user"))
             throw usage_error("\"" + cmd + "\" needs exactly one of --netns or --vhost-user");
-        json body{{"network", p.flags.at("network")}, {"name", p.flags.at("name")}};
-        if (p.flags.contains("netns"))
-            body["netns"] = p.flags.at("netns");
-        else
-            body["vhost_user"] = p.flags.at("vhost-user");
-        const json e = c.request(http::verb::post, "/v1/endpoints", body);
-        out << str(e, "name") << ' ' << str(e, "address") << ' ' << str(e, "mac") << '\n';
+        const ctl::attach_request req{p.flags.at("network"), p.flags.at("name"), flag_or_empty(p, "netns"),
+                                      flag_or_empty(p, "vhost-user")};
+        const json body = api::request_body(req);   // refused here as the daemon would refuse it
+        const auto e = answer<ctl::endpoint_info>(c.request(http::verb::post, std::string(api::path::endpoints), body));
+        out << e.name << ' ' << api::address(e) << ' ' << e.mac << '\n';
         return 0;
     }
     if (sub == "detach") {
         const auto p = parse(args, at + 1, {"--network"}, cmd);
         const auto name = one_positional(p, cmd, "an endpoint name");
-        std::string target = "/v1/endpoints/" + name;
+        std::string target = api::item_path(api::path::endpoints, name);
         if (p.flags.contains("network"))
-            target += "?network=" + p.flags.at("network");
+            target += std::string("?") + api::field::network + "=" + p.flags.at("network");
         c.request(http::verb::delete_, target);
         out << name << '\n';
         return 0;
@@ -528,9 +764,8 @@ int endpoint_cmd(client& c, const std::vector<std::string>& args, size_t at, std
     if (sub == "ls" || sub == "list") {
         no_positional(parse(args, at + 1, {}, cmd), cmd);
         std::vector<std::vector<std::string>> rows{{"NAME", "NETWORK", "ADDRESS", "MAC", "HOST", "KIND"}};
-        for (const auto& e : c.request(http::verb::get, "/v1/endpoints"))
-            rows.push_back({str(e, "name"), str(e, "network"), str(e, "address"), str(e, "mac"), str(e, "host"),
-                            str(e, "kind")});
+        for (const auto& e : answers<ctl::endpoint_info>(c.request(http::verb::get, std::string(api::path::endpoints))))
+            rows.push_back({e.name, e.network, api::address(e), e.mac, e.host, e.kind});
         print_table(out, rows);
         return 0;
     }
@@ -703,8 +938,8 @@ int dispatch(const std::vector<std::string>& args, const std::string& env_host, 
             throw usage_error("\"host\" needs the subcommand ls");
         no_positional(parse(args, at + 2, {}, cmd), cmd);
         std::vector<std::vector<std::string>> rows{{"HOST ID", "VTEP", "VXLAN PORT"}};
-        for (const auto& h : c.request(http::verb::get, "/v1/hosts"))
-            rows.push_back({str(h, "id"), str(h, "vtep"), str(h, "vxlan_port")});
+        for (const auto& h : answers<ctl::host_info>(c.request(http::verb::get, std::string(api::path::hosts))))
+            rows.push_back({h.id, h.vtep, std::to_string(h.vxlan_port)});
         print_table(out, rows);
         return 0;
     }
@@ -720,149 +955,16 @@ std::string human_bits_per_second(double v) {
 }
 
 std::string render_stats(const json& cur, const json& prev, double interval_seconds) {
-    const bool watch = std::isfinite(interval_seconds) && interval_seconds > 0;
-    const double dt = interval_seconds;
-    static const json none;
-    auto sub = [](const json& j, const char* k) -> const json& {
-        const json* v = member(j, k);
-        return v != nullptr ? *v : none;
-    };
+    // dt > 0: watch mode, with rates over dt seconds
+    const double dt = std::isfinite(interval_seconds) && interval_seconds > 0 ? interval_seconds : 0;
     std::string out = control_line(sub(cur, "control"), cur);
-
-    text_table ports{{{"NAME", false},
-                      {"KIND", false},
-                      {"ENDPOINT", false},
-                      {"RX PKTS", true},
-                      {"RX BYTES", true},
-                      {"TX PKTS", true},
-                      {"TX BYTES", true},
-                      {"DROPS", true}},
-                     {}};
-    if (watch)
-        ports.cols.insert(ports.cols.end(),
-                          {{"RX PPS", true}, {"RX BIT/S", true}, {"TX PPS", true}, {"TX BIT/S", true}});
-    for (const json* r : rows_of(cur, "ports")) {
-        std::vector<std::string> row{text(*r, "name"),           text(*r, "kind"),
-                                     text(*r, "endpoint"),       count_cell(*r, "rx_packets"),
-                                     bytes_cell(*r, "rx_bytes"), count_cell(*r, "tx_packets"),
-                                     bytes_cell(*r, "tx_bytes"), count_cell(*r, "drops")};
-        if (watch) {
-            const json* p = same_row(prev, "ports", {"port", "name"}, *r);
-            row.insert(row.end(), {pps_cell(*r, p, "rx_packets", dt), bps_cell(*r, p, "rx_bytes", dt),
-                                   pps_cell(*r, p, "tx_packets", dt), bps_cell(*r, p, "tx_bytes", dt)});
-        }
-        ports.rows.push_back(std::move(row));
-    }
-    section(out, "PORTS", ports);
-
-    text_table nets{{{"NETWORK", false},
-                     {"VNI", true},
-                     {"ENCAP PKTS", true},
-                     {"ENCAP BYTES", true},
-                     {"DECAP PKTS", true},
-                     {"DECAP BYTES", true},
-                     {"FLOOD PKTS", true}},
-                    {}};
-    if (watch)
-        nets.cols.insert(nets.cols.end(),
-                         {{"ENCAP PPS", true}, {"ENCAP BIT/S", true}, {"DECAP PPS", true}, {"DECAP BIT/S", true}});
-    for (const json* r : rows_of(cur, "networks")) {
-        std::vector<std::string> row{text(*r, "network"),           text(*r, "vni"),
-                                     count_cell(*r, "encap_packets"), bytes_cell(*r, "encap_bytes"),
-                                     count_cell(*r, "decap_packets"), bytes_cell(*r, "decap_bytes"),
-                                     count_cell(*r, "flood_packets")};
-        if (watch) {
-            const json* p = same_row(prev, "networks", {"vni", "network"}, *r);
-            row.insert(row.end(), {pps_cell(*r, p, "encap_packets", dt), bps_cell(*r, p, "encap_bytes", dt),
-                                   pps_cell(*r, p, "decap_packets", dt), bps_cell(*r, p, "decap_bytes", dt)});
-        }
-        nets.rows.push_back(std::move(row));
-    }
-    section(out, "NETWORKS", nets);
-
-    text_table vteps{{{"VTEP", false},
-                      {"RESOLVED", false},
-                      {"TX PKTS", true},
-                      {"TX BYTES", true},
-                      {"RX PKTS", true},
-                      {"RX BYTES", true},
-                      {"LAST SEEN", true}},
-                     {}};
-    if (watch)
-        vteps.cols.insert(vteps.cols.end(),
-                          {{"TX PPS", true}, {"TX BIT/S", true}, {"RX PPS", true}, {"RX BIT/S", true}});
-    for (const json* r : rows_of(cur, "vteps")) {
-        const json& res = sub(*r, "resolved");
-        std::vector<std::string> row{text(*r, "vtep"),
-                                     res.is_boolean() ? (res.get<bool>() ? "yes" : "no") : "-",
-                                     count_cell(*r, "tx_packets"),
-                                     bytes_cell(*r, "tx_bytes"),
-                                     count_cell(*r, "rx_packets"),
-                                     bytes_cell(*r, "rx_bytes"),
-                                     seconds_ago(*r, "last_seen_seconds")};
-        if (watch) {
-            const json* p = same_row(prev, "vteps", {"vtep"}, *r);
-            row.insert(row.end(), {pps_cell(*r, p, "tx_packets", dt), bps_cell(*r, p, "tx_bytes", dt),
-                                   pps_cell(*r, p, "rx_packets", dt), bps_cell(*r, p, "rx_bytes", dt)});
-        }
-        vteps.rows.push_back(std::move(row));
-    }
-    section(out, "VTEPS", vteps);
-
-    text_table workers{{{"LCORE", true}, {"PACKETS", true}}, {}};
-    if (watch)
-        workers.cols.push_back({"PPS", true});
-    workers.cols.insert(workers.cols.end(),
-                        {{"BUSY", true}, {"TX FLUSHES", true}, {"EXCEPTIONS", true}, {"EP CACHE HIT", true}});
-    for (const json* r : rows_of(cur, "workers")) {
-        const json* p = watch ? same_row(prev, "workers", {"lcore"}, *r) : nullptr;
-        std::optional<uint64_t> busy, idle, hits, misses;
-        if (p != nullptr) {   // over the interval
-            busy = delta(*r, p, "busy_cycles");
-            idle = delta(*r, p, "idle_cycles");
-            hits = delta(*r, p, "endpoint_cache_hits");
-            misses = delta(*r, p, "endpoint_cache_misses");
-        } else {   // since the start
-            busy = counter(*r, "busy_cycles");
-            idle = counter(*r, "idle_cycles");
-            hits = counter(*r, "endpoint_cache_hits");
-            misses = counter(*r, "endpoint_cache_misses");
-        }
-        std::vector<std::string> row{text(*r, "lcore"), count_cell(*r, "packets")};
-        if (watch)
-            row.push_back(pps_cell(*r, p, "packets", dt));
-        row.insert(row.end(), {busy && idle ? percent(*busy, *busy + *idle) : "-", count_cell(*r, "tx_flushes"),
-                               count_cell(*r, "exceptions"),
-                               hits && misses && *hits + *misses != 0 ? percent(*hits, *hits + *misses) : "-"});
-        workers.rows.push_back(std::move(row));
-    }
-    section(out, "WORKERS", workers);
-
-    if (const json& drops = sub(cur, "drops"); drops.is_object()) {
-        std::vector<std::pair<std::string, uint64_t>> nonzero;
-        for (const auto& [reason, v] : drops.items())
-            if (const auto n = counter(drops, reason.c_str()); n && *n > 0)
-                nonzero.emplace_back(reason, *n);
-        std::sort(nonzero.begin(), nonzero.end(), [](const auto& a, const auto& b) {
-            return a.second != b.second ? a.second > b.second : a.first < b.first;
-        });
-        text_table t{{{"REASON", false}, {"COUNT", true}}, {}};
-        if (watch)
-            t.cols.push_back({"PER SEC", true});
-        const json* pd = member(prev, "drops");
-        for (const auto& [reason, n] : nonzero) {
-            std::vector<std::string> row{reason, human_count(static_cast<double>(n))};
-            if (watch)
-                row.push_back(pps_cell(drops, pd, reason.c_str(), dt));
-            t.rows.push_back(std::move(row));
-        }
-        if (t.rows.empty())
-            out += std::string(out.empty() ? "" : "\n") + "DROPS: none\n";
-        else
-            section(out, "DROPS", t);
-    }
-
-    std::string tail = summary("tables", sub(cur, "tables"), false) + summary("slow path", sub(cur, "slow_path"), true);
+    ports_table.render(out, cur, prev, dt);
+    networks_table.render(out, cur, prev, dt);
+    vteps_table.render(out, cur, prev, dt);
+    workers_table(out, cur, prev, dt);
+    drops_table(out, cur, prev, dt);
+    const std::string tail =
+        summary("tables", sub(cur, "tables"), false) + summary("slow path", sub(cur, "slow_path"), true);
     if (!tail.empty())
         out += (out.empty() ? "" : "\n") + tail;
     return out;
