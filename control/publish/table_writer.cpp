@@ -838,12 +838,7 @@ int table_writer_impl::upsert_local_endpoint(uint32_t vni, rte_be32_t ip_be, con
     std::set<uint32_t> dirty;
     const bool was_remote = old && old->where == endpoint_value::location::remote;
     const rte_be32_t old_vtep = was_remote ? old->vtep_ip_be : 0;
-    ep_record e{};
-    e.where = endpoint_value::location::local;
-    e.port_id = port_id;
-    e.ip_be = ip_be;
-    e.mac = mac;
-    e.vni = vni;
+    const ep_record e{endpoint_value::location::local, port_id, 0, ip_be, mac, vni};
     if (int rc = replace_endpoint(e, old, same_place, dirty); rc < 0) {
         delete binding;
         republish(dirty);
@@ -884,12 +879,7 @@ int table_writer_impl::upsert_remote_endpoint(uint32_t vni, rte_be32_t ip_be, co
     std::set<uint32_t> dirty;
     const bool was_remote = old && old->where == endpoint_value::location::remote;
     const rte_be32_t old_vtep = was_remote ? old->vtep_ip_be : 0;
-    ep_record e{};
-    e.where = endpoint_value::location::remote;
-    e.vtep_ip_be = vtep_ip_be;
-    e.ip_be = ip_be;
-    e.mac = mac;
-    e.vni = vni;
+    const ep_record e{endpoint_value::location::remote, 0, vtep_ip_be, ip_be, mac, vni};
     if (int rc = replace_endpoint(e, old, same_place, dirty); rc < 0) {
         republish(dirty);
         if (created_vtep)
