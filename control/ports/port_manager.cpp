@@ -5,10 +5,13 @@
 
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -42,18 +45,33 @@ std::string mac_str(const rte_ether_addr& m) {
     return buf;
 }
 
+constexpr const char* resolv_conf_mark = "# written by overpassd: names of this overlay network";
+
+/// Where a namespace's own resolv.conf waits while overpassd's is in place.
+std::filesystem::path saved_resolv_conf(const std::filesystem::path& file) {
+    return file.parent_path() / "resolv.conf.overpass-saved";
+}
+
 /// `ip netns exec NS` bind-mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf: the
 /// container asks its network's resolver (the gateway address, answered by overpassd).
-/// Returns the path written, to be removed with the port.
+/// A resolv.conf the namespace already had is kept aside and put back by
+/// restore_resolv_conf(). Returns the path written.
 std::string write_resolv_conf(const std::string& ns, const std::string& server) {
     const std::filesystem::path dir = "/etc/netns/" + ns;
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     const std::filesystem::path file = dir / "resolv.conf";
     const std::filesystem::path tmp = dir / "resolv.conf.overpass";
+    std::string first_line;
+    if (std::ifstream old(file); old && std::getline(old, first_line) && first_line != resolv_conf_mark &&
+                                 !std::filesystem::exists(saved_resolv_conf(file))) {
+        std::filesystem::rename(file, saved_resolv_conf(file), ec);
+        if (ec)
+            throw port_error("cannot keep " + file.string() + " aside: " + ec.message());
+    }
     {
         std::ofstream out(tmp);
-        out << "# written by overpassd: names of this overlay network\nnameserver " << server
+        out << resolv_conf_mark << "\nnameserver " << server
             << "\noptions ndots:0 timeout:1 attempts:2\n";
         if (!out)
             throw port_error("cannot write " + tmp.string());
@@ -62,6 +80,17 @@ std::string write_resolv_conf(const std::string& ns, const std::string& server) 
     if (ec)
         throw port_error("cannot write " + file.string() + ": " + ec.message());
     return file.string();
+}
+
+/// Removes overpassd's resolv.conf and puts back the one the namespace had, if any.
+void restore_resolv_conf(const std::filesystem::path& file) noexcept {
+    std::error_code ec;
+    if (std::filesystem::exists(saved_resolv_conf(file), ec)) {
+        std::filesystem::rename(saved_resolv_conf(file), file, ec);
+        return;
+    }
+    std::filesystem::remove(file, ec);
+    std::filesystem::remove(file.parent_path(), ec);   // only if empty: it may hold the user's files
 }
 
 } // namespace
@@ -228,6 +257,26 @@ uint16_t port_manager::attach_tap(const std::string& endpoint, const container_i
     return port;
 }
 
+namespace {
+
+/// Whether a program accepts connections on the unix socket at `path` (a stale socket
+/// left by a process that died refuses them).
+bool socket_listened_on(const std::string& path) {
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return true;   // cannot tell: leave the file alone
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), std::min(path.size(), sizeof(addr.sun_path) - 1));
+    const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+    const int err = errno;
+    close(fd);
+    // A listener with a full backlog answers EAGAIN on a non-blocking connect.
+    return rc == 0 || err == EAGAIN || err == EINPROGRESS;
+}
+
+} // namespace
+
 uint16_t port_manager::attach_vhost(const std::string& endpoint, const std::string& socket_path) {
     if (socket_path.empty() || socket_path.size() >= 108 || socket_path[0] != '/')
         throw port_error("vhost-user socket path must be absolute and shorter than 108 characters");
@@ -240,7 +289,9 @@ uint16_t port_manager::attach_vhost(const std::string& endpoint, const std::stri
     if (lstat(socket_path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             throw port_error(socket_path + " exists and is not a socket");
-        unlink(socket_path.c_str());   // stale socket from an earlier run
+        if (socket_listened_on(socket_path))
+            throw port_error(socket_path + " is a socket in use by another program");
+        unlink(socket_path.c_str());   // stale socket from an earlier run: nobody listens on it
     }
     const unsigned n = next_vdev_++;
     const std::string name = "net_vhost" + std::to_string(n);
@@ -283,12 +334,8 @@ void port_manager::remove_port(uint16_t port) noexcept {
         rte_eal_hotplug_remove("vdev", it->second.name.c_str());
     if (it->second.kind == "vhost")
         unlink(it->second.detail.c_str());
-    if (!it->second.resolv_conf.empty()) {
-        std::error_code ec;
-        const std::filesystem::path file = it->second.resolv_conf;
-        std::filesystem::remove(file, ec);
-        std::filesystem::remove(file.parent_path(), ec);   // only if empty: it may hold the user's files
-    }
+    if (!it->second.resolv_conf.empty())
+        restore_resolv_conf(it->second.resolv_conf);
     ports_.erase(it);
 }
 

@@ -174,7 +174,7 @@ ovp_daemon_start host1 "h1-$id" "host1-$id" 198.18.0.1
 ovp_daemon_wait host1 30 || ovp_fail "overpassd host1 did not become ready"
 daemon_up=1
 cli() { ovp_cli host1 "$@"; }
-for c in c1 c2 c3 c4 c5; do ovp_container_add "$c-$id"; done
+for c in c1 c2 c3 c4 c5 c6; do ovp_container_add "$c-$id"; done
 
 ovp_step "unknown network"
 expect_err "network inspect nosuch" "nosuch" cli network inspect nosuch
@@ -230,6 +230,21 @@ expect_err "missing netns" "namespace|netns|nosuch-ns" \
 expect_err "neither --netns nor --vhost-user" "netns|vhost" cli endpoint attach --network net1 --name x3
 expect_err "vhost-user socket in a missing directory" "vhost|socket|director" \
     cli endpoint attach --network net1 --name x4 --vhost-user "$OVP_DIR/nosuchdir/x4.sock"
+# A live socket at the path (here the daemon's own API socket) is not a stale vhost-user
+# socket: refused, and left in place (daemon_check asks the daemon through it).
+expect_err "vhost-user path of a socket in use" "in use" \
+    cli endpoint attach --network net1 --name x4 --vhost-user "${OVP_SOCK[host1]}"
+[[ -S "${OVP_SOCK[host1]}" ]] || {
+    echo "FAIL the API socket ${OVP_SOCK[host1]} is gone after a vhost-user attach named it" >&2
+    failures=$((failures + 1))
+}
+: >"$OVP_DIR/plain-file"
+expect_err "vhost-user path of a regular file" "not a socket" \
+    cli endpoint attach --network net1 --name x4 --vhost-user "$OVP_DIR/plain-file"
+[[ -f "$OVP_DIR/plain-file" ]] || {
+    echo "FAIL a regular file at the vhost-user path was removed" >&2
+    failures=$((failures + 1))
+}
 expect_err "detach unknown endpoint" "nosuch|not found" cli endpoint detach nosuch
 # A container that already has an eth0: the attach must fail as a whole (no TAP left
 # behind, no address claimed, no endpoint listed).
@@ -257,6 +272,21 @@ expect_ok "a good attach after the refusals (c4)" cli endpoint attach --network 
 ip4=$(ip -n "c4-$id" -o -4 addr show dev eth0 2>/dev/null | awk '{print $4}')
 [[ "$ip4" == 10.0.2.4/24 ]] || {
     echo "FAIL x5 got '$ip4', expected 10.0.2.4/24 (did a refused attach keep an address or move the turn on?)" >&2
+    failures=$((failures + 1))
+}
+
+ovp_step "a namespace's own resolv.conf is kept aside while attached and put back on detach"
+mkdir -p "/etc/netns/c6-$id"
+printf '# the namespace'"'"'s own\nnameserver 127.0.0.53\n' >"/etc/netns/c6-$id/resolv.conf"
+mine=$(cat "/etc/netns/c6-$id/resolv.conf")
+expect_ok "attach x7 into c6, which has a resolv.conf" cli endpoint attach --network net1 --name x7 --netns "c6-$id"
+grep -q "written by overpassd" "/etc/netns/c6-$id/resolv.conf" || {
+    echo "FAIL c6's resolv.conf is not overpassd's while x7 is attached" >&2
+    failures=$((failures + 1))
+}
+expect_ok "detach x7" cli endpoint detach --network net1 x7
+[[ "$(cat "/etc/netns/c6-$id/resolv.conf" 2>/dev/null)" == "$mine" ]] || {
+    echo "FAIL c6's own resolv.conf was not put back: '$(cat "/etc/netns/c6-$id/resolv.conf" 2>&1)'" >&2
     failures=$((failures + 1))
 }
 
