@@ -22,6 +22,8 @@ namespace {
 constexpr auto poll_interval = std::chrono::milliseconds(2);
 constexpr auto arp_tick = std::chrono::milliseconds(200);
 constexpr auto arp_refresh = std::chrono::seconds(30);
+// How long after a request its reply is believed.
+constexpr auto arp_answer_window = std::chrono::seconds(3);
 } // namespace
 
 slow_path::slow_path(boost::asio::io_context& io, table_writer& writer, rte_ring* exceptions, rte_mempool* pool,
@@ -74,22 +76,10 @@ void slow_path::handle(rte_mbuf* m) {
         const auto* arp = reinterpret_cast<const rte_arp_hdr*>(eth + 1);
         if (arp->arp_opcode == rte_cpu_to_be_16(RTE_ARP_OP_REPLY) &&
             arp->arp_data.arp_tip == vtep_ip_be_) {
-            const rte_be32_t sip = arp->arp_data.arp_sip;
-            auto it = vteps_.find(sip);
-            if (it != vteps_.end() && writer_.resolve_vtep(sip, arp->arp_data.arp_sha) == 0) {
-                if (!it->second.resolved) {
-                    char ip[16];
-                    const auto* b = reinterpret_cast<const uint8_t*>(&sip);
-                    snprintf(ip, sizeof(ip), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
-                    OVP_LOG(INFO, "VTEP %s resolved", ip);
-                }
-                it->second.resolved = true;
-                it->second.tries = 0;
-                it->second.next_arp = std::chrono::steady_clock::now() + arp_refresh;
+            if (learn_arp_reply(*eth, *arp))
                 stats_.arp_replies_learned++;
-            } else {
-                stats_.ignored++;
-            }
+            else
+                stats_.arp_replies_refused++;
             rte_pktmbuf_free(m);
             return;
         }
@@ -98,6 +88,37 @@ void slow_path::handle(rte_mbuf* m) {
         return;
     stats_.ignored++;
     rte_pktmbuf_free(m);
+}
+
+// A reply redirects every tunnel to a VTEP, so it is believed only as the answer to a
+// request in flight (sent less than arp_answer_window ago, not answered yet), for a
+// unicast sender MAC that the frame's own source agrees with: an unsolicited reply, or
+// one naming a broadcast or multicast MAC, is refused.
+bool slow_path::learn_arp_reply(const rte_ether_hdr& eth, const rte_arp_hdr& arp) {
+    const rte_be32_t sip = arp.arp_data.arp_sip;
+    auto it = vteps_.find(sip);
+    if (it == vteps_.end())
+        return false;
+    vtep_state& s = it->second;
+    const auto now = std::chrono::steady_clock::now();
+    if (!s.asked || now - *s.asked > arp_answer_window)
+        return false;
+    const rte_ether_addr& sha = arp.arp_data.arp_sha;
+    if (!rte_is_unicast_ether_addr(&sha) || rte_is_zero_ether_addr(&sha) || !rte_is_same_ether_addr(&sha, &eth.src_addr))
+        return false;
+    if (writer_.resolve_vtep(sip, sha) != 0)
+        return false;
+    if (!s.resolved) {
+        char ip[16];
+        const auto* b = reinterpret_cast<const uint8_t*>(&sip);
+        snprintf(ip, sizeof(ip), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+        OVP_LOG(INFO, "VTEP %s resolved", ip);
+    }
+    s.asked.reset();
+    s.resolved = true;
+    s.tries = 0;
+    s.next_arp = now + arp_refresh;
+    return true;
 }
 
 void slow_path::inject(rte_mbuf* m, uint16_t port) {
@@ -252,6 +273,8 @@ void slow_path::send_arp_request(rte_be32_t target_be) {
     static_assert(len <= 60);
     inject(m, uplink_);
     stats_.arp_requests_sent++;
+    if (auto it = vteps_.find(target_be); it != vteps_.end())
+        it->second.asked = std::chrono::steady_clock::now();
 }
 
 } // namespace overpass::ctl

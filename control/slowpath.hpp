@@ -17,6 +17,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <rte_arp.h>
+#include <rte_ether.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
@@ -39,8 +41,26 @@ public:
     void stop();
 
     struct counters {
-        uint64_t arp_requests_sent = 0, arp_replies_learned = 0, exceptions = 0, ignored = 0;
+        uint64_t arp_requests_sent = 0, arp_replies_learned = 0, arp_replies_refused = 0, exceptions = 0, ignored = 0;
         uint64_t dns_queries = 0, dns_answers = 0, dns_nxdomain = 0, dns_malformed = 0;
+    };
+    /// Each counter once: its name in /v1/stats and telemetry, and its `event` label in
+    /// overpass_slowpath_events_total.
+    struct counter_field {
+        const char* name;
+        const char* event;
+        uint64_t counters::*member;
+    };
+    static constexpr counter_field counter_fields[] = {
+        {"arp_requests_sent", "arp_request_sent", &counters::arp_requests_sent},
+        {"arp_replies_learned", "arp_reply_learned", &counters::arp_replies_learned},
+        {"arp_replies_refused", "arp_reply_refused", &counters::arp_replies_refused},
+        {"exceptions", "exception", &counters::exceptions},
+        {"ignored", "ignored", &counters::ignored},
+        {"dns_queries", "dns_query", &counters::dns_queries},
+        {"dns_answers", "dns_answer", &counters::dns_answers},
+        {"dns_nxdomain", "dns_nxdomain", &counters::dns_nxdomain},
+        {"dns_malformed", "dns_malformed", &counters::dns_malformed},
     };
     const counters& stats() const noexcept { return stats_; }
 
@@ -64,8 +84,12 @@ private:
     struct vtep_state {
         bool resolved = false;
         std::chrono::steady_clock::time_point next_arp;
+        /// When the last ARP request for it was sent, while no reply has answered it: a
+        /// reply is believed only then (none: no request in flight).
+        std::optional<std::chrono::steady_clock::time_point> asked;
         unsigned tries = 0;
     };
+    bool learn_arp_reply(const rte_ether_hdr& eth, const rte_arp_hdr& arp);
     std::map<rte_be32_t, vtep_state> vteps_;
     counters stats_;
     resolver resolve_;

@@ -182,14 +182,8 @@ void slow_path_families(builder& b, const stats_snapshot& s) {
     const slow_path::counters& c = *s.slow;
     MetricFamily& f = b.family("overpass_slowpath_events_total",
                                "Control-thread packet handling: VTEP ARP and the embedded DNS resolver.", counter);
-    const std::pair<const char*, uint64_t> events[] = {
-        {"arp_request_sent", c.arp_requests_sent}, {"arp_reply_learned", c.arp_replies_learned},
-        {"exception", c.exceptions},               {"ignored", c.ignored},
-        {"dns_query", c.dns_queries},              {"dns_answer", c.dns_answers},
-        {"dns_nxdomain", c.dns_nxdomain},          {"dns_malformed", c.dns_malformed},
-    };
-    for (const auto& [name, v] : events)
-        builder::add(f, {{"event", name}}, d(v));
+    for (const auto& field : slow_path::counter_fields)
+        builder::add(f, {{"event", field.event}}, d(c.*field.member));
 }
 
 void control_families(builder& b, const stats_snapshot& s) {

@@ -210,10 +210,9 @@ nlohmann::json to_json(const stats_snapshot& s) {
 
     if (s.slow) {
         const slow_path::counters& c = *s.slow;
-        j["slow_path"] = {{"arp_requests_sent", c.arp_requests_sent}, {"arp_replies_learned", c.arp_replies_learned},
-                          {"exceptions", c.exceptions}, {"ignored", c.ignored},
-                          {"dns_queries", c.dns_queries}, {"dns_answers", c.dns_answers},
-                          {"dns_nxdomain", c.dns_nxdomain}, {"dns_malformed", c.dns_malformed}};
+        nlohmann::json& sp = j["slow_path"];
+        for (const auto& field : slow_path::counter_fields)
+            sp[field.name] = c.*field.member;
     }
     if (s.control) {
         const control_sample& c = *s.control;
