@@ -231,6 +231,44 @@ void lookup_vteps(worker& w, const rte_be32_t* ips, uint16_t n, const vtep_entry
     }
 }
 
+/// Inner sources of a burst (stage 3): each frame's source MAC must be an endpoint of its
+/// network that lives behind the VTEP that sent it, so a host (or anything that reaches
+/// the underlay with a VTEP's address) can speak only for its own endpoints. Asked of
+/// the worker's endpoint cache, which encap fills with the same remote endpoints, then
+/// of the table; `ok[i]` says whether frame i passed.
+void check_sources(worker& w, const uint64_t* keys, const uint32_t* hashes, const uint16_t* vtep_slot, uint16_t n,
+                   bool* ok) noexcept {
+    const endpoint_table& table = w.tables->endpoints;
+    // acquire; pairs with the release bump in table_writer::endpoints_changed()
+    const uint64_t gen_tag = w.tables->endpoints_gen.load(std::memory_order_acquire) << endpoint_cache::value_bits;
+    uint32_t value[max_burst];
+    uint16_t miss[max_burst];
+    uint16_t n_miss = 0;
+    for (uint16_t i = 0; i < n; i++) {
+        // A run of frames from one sender (a TCP stream) asks once.
+        if (i != 0 && keys[i] == keys[i - 1]) {
+            value[i] = UINT32_MAX;   // "as the frame before", resolved below
+            continue;
+        }
+        if (!w.use_endpoint_cache || !cache_lookup(cache_set(w.ep_cache, hashes[i]), keys[i], gen_tag, value[i])) {
+            endpoint_prefetch(table, hashes[i]);
+            miss[n_miss++] = i;
+        }
+    }
+    for (uint16_t k = 0; k < n_miss; k++) {
+        const uint16_t i = miss[k];
+        value[i] = endpoint_lookup(table, keys[i], hashes[i]);
+        if (value[i] != 0 && w.use_endpoint_cache)
+            cache_insert(w.ep_cache, cache_set(w.ep_cache, hashes[i]), keys[i], gen_tag, value[i]);
+    }
+    for (uint16_t i = 0; i < n; i++) {
+        if (value[i] == UINT32_MAX)
+            value[i] = value[i - 1];
+        const endpoint_value ep = endpoint_value::from_word(value[i]);
+        ok[i] = value[i] != 0 && !ep.is_local() && ep.index == vtep_slot[i];
+    }
+}
+
 /// The container port of local endpoint `key` (endpoint_key(), table hash `hash`) if
 /// the worker's hint for it holds, else RTE_MAX_ETHPORTS.
 uint16_t local_port_hint(const worker& w, uint64_t key, uint32_t hash) noexcept {
@@ -281,10 +319,12 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
 
     const uint64_t now = rte_rdtsc();
     decap_tally tally;
-    rte_mbuf* uni[max_burst];
-    uint64_t ep_keys[max_burst];
-    uint32_t ep_hashes[max_burst];
-    uint16_t n_uni = 0;
+    rte_mbuf* in[max_burst];              // frames from known VTEPs in known networks
+    const segment* in_seg[max_burst];
+    uint16_t in_vtep[max_burst];          // the sender VTEP's slot
+    uint64_t src_keys[max_burst];
+    uint32_t src_hashes[max_burst];
+    uint16_t n_in = 0;
     uint32_t run_vni = UINT32_MAX;   // no VNI: they have 24 bits
     const segment* seg = nullptr;
     for (uint16_t i = 0; i < n_vx; i++) {
@@ -311,19 +351,45 @@ void decap_burst(worker& w, const config_snapshot& cfg, rte_mbuf** pkts, uint16_
 
         rte_pktmbuf_adj(m, outer_len[i]);   // cannot fail: check_outer() saw the bytes
         const auto* inner = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-        if (rte_is_multicast_ether_addr(&inner->dst_addr)) {
-            flood_from_underlay(w, uplink, m, *seg);
+        src_keys[n_in] = endpoint_key(seg->stats_slot, inner->src_addr);
+        src_hashes[n_in] = endpoint_hash(src_keys[n_in]);
+        if (w.use_endpoint_cache)
+            rte_prefetch0(&cache_set(w.ep_cache, src_hashes[n_in]));
+        in[n_in] = m;
+        in_seg[n_in] = seg;
+        in_vtep[n_in++] = vtep->stats_slot;
+    }
+    tally.flush(w);
+    if (n_in == 0)
+        return;
+
+    // Stage 3: inner source, behind the sending VTEP; then broadcast and multicast are
+    // flooded to the network's local ports, unicast goes on to stage 4.
+    bool src_ok[max_burst];
+    check_sources(w, src_keys, src_hashes, in_vtep, n_in, src_ok);
+    rte_mbuf* uni[max_burst];
+    uint64_t ep_keys[max_burst];
+    uint32_t ep_hashes[max_burst];
+    uint16_t n_uni = 0;
+    for (uint16_t i = 0; i < n_in; i++) {
+        rte_mbuf* m = in[i];
+        if (!src_ok[i]) {
+            drop(w, uplink, m, drop_reason::inner_src_not_remote);
             continue;
         }
-        ep_keys[n_uni] = endpoint_key(seg->stats_slot, inner->dst_addr);
+        const auto* inner = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+        if (rte_is_multicast_ether_addr(&inner->dst_addr)) {
+            flood_from_underlay(w, uplink, m, *in_seg[i]);
+            continue;
+        }
+        ep_keys[n_uni] = endpoint_key(in_seg[i]->stats_slot, inner->dst_addr);
         ep_hashes[n_uni] = endpoint_hash(ep_keys[n_uni]);
         uni[n_uni++] = m;
     }
-    tally.flush(w);
     if (n_uni == 0)
         return;
 
-    // Stage 3: inner destination, only local endpoints of that VNI qualify: the worker's
+    // Stage 4: inner destination, only local endpoints of that VNI qualify: the worker's
     // hint checked against the port binding, the endpoints table for the rest (their
     // buckets prefetched first).
     uint16_t miss[max_burst];

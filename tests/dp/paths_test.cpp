@@ -266,6 +266,7 @@ TEST_F(dp_paths, decap_vtep_hint_survives_slot_reuse) {
     const rte_be32_t v9_ip = ip4(198, 18, 0, 77);
     ASSERT_EQ(tw_->upsert_vtep(v9_ip), 0);
     ASSERT_EQ(tw_->vtep_slot(v9_ip), old_slot) << "the test needs the slot to be reused";
+    ASSERT_EQ(tw_->upsert_remote_endpoint(vni_a, r_ip, r_mac, v9_ip), 0);   // R moved behind v9
     // (overpassd zeroes a reused slot's counters through on_slot_taken; not wired here)
     const uint64_t rx_before = w_->stats.vteps[old_slot].rx_packets.get();
     for (int round = 0; round < 2; round++) {
@@ -285,13 +286,14 @@ TEST_F(dp_paths, decap_vtep_hint_survives_slot_reuse) {
 TEST_F(dp_paths, network_hint_survives_slot_reuse) {
     const bytes to_c = udp_frame(a_mac, s_mac, s_ip, a_ip);     // vni_b, C on c3
     const bytes from_c = udp_frame(s_mac, a_mac, a_ip, s_ip);   // C to S behind v3
-    run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
+    run1(g_uplink.port_id, vxlan_frame(v3_ip, vni_b, to_c));
     ASSERT_EQ(take(g_c3.port_id).size(), 1u);
     run1(g_c3.port_id, from_c);
     ASSERT_EQ(take(g_uplink.port_id).size(), 1u);
 
     const int old_slot = tw_->network_slot(vni_b);
     ASSERT_EQ(tw_->remove_network(vni_b), 0);
+    // v3 went with its last endpoint; v1 is still known
     run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
     EXPECT_EQ(drops(drop_reason::unknown_vni), 1u);
     tw_->synchronize();   // the slot comes back after a grace period
@@ -309,7 +311,7 @@ TEST_F(dp_paths, network_hint_survives_slot_reuse) {
     ASSERT_EQ(tw_->resolve_vtep(v3_ip, v3_mac), 0);
     for (int round = 0; round < 2; round++) {
         SCOPED_TRACE(round);
-        run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_b, to_c));
+        run1(g_uplink.port_id, vxlan_frame(v3_ip, vni_b, to_c));
         const auto in = take(g_c3.port_id);
         ASSERT_EQ(in.size(), 1u);
         EXPECT_EQ(in[0], to_c);
@@ -324,6 +326,37 @@ TEST_F(dp_paths, network_hint_survives_slot_reuse) {
 
 // Decap remembers a local endpoint's port per worker. When the endpoint moves away, or
 // its port is bound to another endpoint, the old hint must not deliver anything.
+// A VTEP speaks only for the endpoints that live behind it: a decapsulated frame whose
+// inner source MAC is unknown, local to this host, or an endpoint behind another VTEP is
+// dropped, unicast and flooded alike; from the cache's answer as from the table's.
+TEST_F(dp_paths, decap_checks_the_inner_source_against_the_sending_vtep) {
+    for (const bool cache : {true, false}) {
+        SCOPED_TRACE(cache ? "with the endpoint cache" : "without");
+        w_->use_endpoint_cache = cache;
+        const uint64_t before = drops(drop_reason::inner_src_not_remote);
+        const std::vector<bytes> refused = {
+            vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, mac(2, 0x42, 9, 9, 9, 9), ip4(10, 0, 1, 99), a_ip)),  // unknown
+            vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, b_mac, b_ip, a_ip)),     // B is local to this host
+            vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r2_mac, r2_ip, a_ip)),   // R2 lives behind v2
+            vxlan_frame(v1_ip, vni_a, udp_frame(bcast, r2_mac, r2_ip, ip4(10, 0, 1, 255))),
+            vxlan_frame(v3_ip, vni_b, udp_frame(a_mac, r_mac, r_ip, a_ip)),    // R is not in vni_b
+        };
+        run(g_uplink.port_id, refused);
+        EXPECT_TRUE(take(g_c1.port_id).empty());
+        EXPECT_TRUE(take(g_c2.port_id).empty());
+        EXPECT_TRUE(take(g_c3.port_id).empty());
+        EXPECT_EQ(drops(drop_reason::inner_src_not_remote), before + refused.size());
+        // The real senders still get through, unicast and flooded.
+        run(g_uplink.port_id, {vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r_mac, r_ip, a_ip)),
+                               vxlan_frame(v1_ip, vni_a, udp_frame(bcast, r_mac, r_ip, ip4(10, 0, 1, 255))),
+                               vxlan_frame(v3_ip, vni_b, udp_frame(a_mac, s_mac, s_ip, a_ip))});
+        EXPECT_EQ(take(g_c1.port_id).size(), 2u);
+        EXPECT_EQ(take(g_c2.port_id).size(), 1u);
+        EXPECT_EQ(take(g_c3.port_id).size(), 1u);
+        EXPECT_EQ(drops(drop_reason::inner_src_not_remote), before + refused.size());
+    }
+}
+
 TEST_F(dp_paths, decap_local_hint_follows_moves) {
     const bytes to_a = vxlan_frame(v1_ip, vni_a, udp_frame(a_mac, r_mac, r_ip, a_ip));
     run1(g_uplink.port_id, to_a);
@@ -966,6 +999,7 @@ TEST_F(dp_paths, every_drop_reason_is_reachable) {
         {drop_reason::not_for_us, [&] {
              run1(g_uplink.port_id, eth(vtep_mac, v1_mac, 0x0800, ipv4(v1_ip, vtep_ip, 17, udp(1, 53, pattern(30)))));
          }},
+        {drop_reason::inner_src_not_remote, [&] { run1(g_uplink.port_id, vxlan_frame(v3_ip, vni_a, inner_to_a)); }},
         {drop_reason::unknown_dst, [&] { run1(g_uplink.port_id, vxlan_frame(v1_ip, vni_a, udp_frame(mac(2, 0x42, 9, 9, 9, 9), r_mac, r_ip, a_ip))); }},
         {drop_reason::bum_rate_limited, [&] {
              config_snapshot cfg = *tw_->tables().config.load();
@@ -1100,7 +1134,8 @@ TEST_F(dp_paths, decap_outer_fields_with_valid_checksums_are_judged_field_by_fie
              set_total(f, 4);
          }, std::nullopt},
         {"Ethernet padding", [](bytes& f) { f.insert(f.end(), 8, 0); }, std::nullopt},
-        {"another known VTEP", [&](bytes& f) { set_src(f, v3_ip); }, std::nullopt},
+        // R lives behind v1: another VTEP may not speak for it.
+        {"another known VTEP", [&](bytes& f) { set_src(f, v3_ip); }, drop_reason::inner_src_not_remote},
         {"an unknown VTEP", [&](bytes& f) { set_src(f, ip4(198, 18, 0, 99)); }, drop_reason::unknown_vtep},
     };
     for (const variant& v : variants) {
