@@ -112,6 +112,7 @@ agent_config agent_config_of(const daemon_options& opt, uint16_t uplink_mtu) {
     a.vtep_be = opt.vtep_ip_be;
     a.vxlan_port = opt.vxlan_port;
     a.uplink_mtu = uplink_mtu;
+    a.replace = opt.replace;
     return a;
 }
 

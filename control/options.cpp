@@ -53,7 +53,9 @@ void set_key(daemon_options& o, const std::string& key, const std::string& v) {
     else throw options_error("unknown option --" + key);
 }
 
-bool is_flag(const std::string& key) { return key == "no-huge" || key == "no-endpoint-cache" || key == "help"; }
+bool is_flag(const std::string& key) {
+    return key == "no-huge" || key == "no-endpoint-cache" || key == "replace" || key == "help";
+}
 
 bool takes_value(const std::string& key) {
     static const char* keys[] = {"host-id", "vtep-ip", "uplink", "store", "api", "workers", "vxlan-port",
@@ -68,6 +70,7 @@ bool takes_value(const std::string& key) {
 void set_flag(daemon_options& o, const std::string& key, bool v) {
     if (key == "no-huge") o.no_huge = v;
     else if (key == "no-endpoint-cache") o.no_endpoint_cache = v;
+    else if (key == "replace") o.replace = v;
     else o.help = v;
 }
 
@@ -293,6 +296,8 @@ const char* usage() {
            "  --mbufs N           mbufs in the packet pool (default 16384)\n"
            "  --bum-rate N        frames per second a worker may send for broadcast/unknown\n"
            "                      traffic from containers, copies included (default 200000; 0: no limit)\n"
+           "  --replace           take over the host id even while a daemon with another VTEP\n"
+           "                      holds it (default: refuse to start)\n"
            "  --no-endpoint-cache workers look every encap destination up in the endpoints\n"
            "                      table instead of their 65536-entry cache first\n"
            "  --log-level LEVEL   error, warning, notice, info (default) or debug: overpassd's\n"

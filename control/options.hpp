@@ -29,6 +29,7 @@ struct daemon_options {
     unsigned workers = 1;
     bool no_huge = false;
     bool no_endpoint_cache = false;      ///< workers' encap endpoint cache off
+    bool replace = false;                ///< take over a host id another VTEP holds
     uint16_t vxlan_port = 4789;
     std::string cpus;                    ///< CPUs the lcores may run on ("0-1"); empty: our affinity
     unsigned mempool_mbufs = 16384;

@@ -229,8 +229,24 @@ asio::awaitable<void> agent::register_host() {
     const std::string key = keys::host(cfg_.host_id);
     const std::string value = to_value(host_record{cfg_.vtep_ip, cfg_.vxlan_port});
     if (!co_await store_.create(key, value, lease_.get())) {
-        // Left over by an earlier incarnation whose session has not expired yet.
-        OVP_LOG(WARNING, "replacing existing %s (earlier run of this host?)", key.c_str());
+        // Held by a session that has not expired: an earlier run of this host (same VTEP,
+        // killed before it could release it), or another daemon started with our id.
+        const kv_snapshot held = co_await store_.list(key);
+        for (const kv_item& item : held.items) {
+            if (item.key != key)
+                continue;
+            std::string other;
+            try {
+                other = host_record_from_value(item.value).vtep;
+            } catch (const std::exception&) {
+                other = "(unreadable record)";
+            }
+            if (other != cfg_.vtep_ip && !cfg_.replace)
+                throw store_error("host id \"" + cfg_.host_id + "\" is held by a live daemon with VTEP " + other +
+                                  " (this one is " + cfg_.vtep_ip + "); give each host its own id, or stop that " +
+                                  "daemon, or start with --replace to take the id over");
+        }
+        OVP_LOG(WARNING, "replacing existing %s (earlier run of this host, or --replace)", key.c_str());
         co_await store_.remove(key);
         if (!co_await store_.create(key, value, lease_.get()))
             throw store_error("cannot register " + key + ": another process keeps creating it");

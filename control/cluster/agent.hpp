@@ -44,6 +44,8 @@ struct agent_config {
     uint16_t default_mtu = default_network_mtu;
     uint16_t uplink_mtu = 1500;
     std::chrono::seconds liveness_ttl{10};
+    /// Take the host id over even while a live daemon with another VTEP holds it.
+    bool replace = false;
 };
 
 struct agent_hooks {

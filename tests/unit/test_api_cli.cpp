@@ -774,3 +774,36 @@ TEST(stats_table, bad_arguments_are_usage_errors) {
         EXPECT_TRUE(r.out.empty());
     }
 }
+
+// A second daemon started with a live host's id: refused while the id's session lives
+// and names another VTEP, unless told to replace it; a restart of the same host (same
+// VTEP, the old session not expired yet, as after kill -9) goes ahead.
+TEST_F(api_cli_test, a_live_host_id_is_not_taken_over) {
+    boost::asio::io_context io2;
+    file_store other{io2, dir.file("store.json")};
+    test::fake_table_writer tw2;
+    test::fake_port_ops ports2;
+    const auto start = [&](const char* vtep, bool replace) {
+        agent_config cfg{"hostA", vtep, rte_cpu_to_be_32(0xc6120009), 4789, 1450, 1500, 10s};
+        cfg.replace = replace;
+        auto ag2 = std::make_unique<agent>(io2, other, tw2, ports2, cfg);
+        std::string error;
+        try {
+            test::run(io2, ag2->start());
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        test::run(io2, ag2->shutdown());
+        return error;
+    };
+    const std::string refused = start("198.18.0.9", false);
+    EXPECT_NE(refused.find("VTEP 198.18.0.1"), std::string::npos) << refused;
+    EXPECT_NE(refused.find("--replace"), std::string::npos) << refused;
+    EXPECT_EQ(start("198.18.0.1", false), "") << "the same host restarting takes its id back";
+    // Another daemon's record (persistent here, so that it stays while we look).
+    ASSERT_TRUE(test::run(io2, other.create(keys::host("hostA"), to_value(host_record{"198.18.0.7", 4789}))));
+    EXPECT_NE(start("198.18.0.9", false).find("VTEP 198.18.0.7"), std::string::npos);
+    EXPECT_EQ(start("198.18.0.9", true), "") << "--replace takes the id over";
+    const kv_snapshot left = test::run(io2, other.list(keys::host("hostA")));
+    EXPECT_TRUE(left.items.empty()) << "the replaced record went with the replacing daemon's session";
+}
