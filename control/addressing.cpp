@@ -72,6 +72,31 @@ ipv4_prefix parse_prefix(std::string_view s) {
     return p;
 }
 
+const char* unusable_subnet(const ipv4_prefix& p) noexcept {
+    struct reserved {
+        ipv4_prefix block;
+        const char* why;
+    };
+    static constexpr reserved blocks[] = {
+        {{0x00000000, 8}, "0.0.0.0/8 is \"this network\", not host addresses"},
+        {{0x7f000000, 8}, "127.0.0.0/8 is loopback"},
+        {{0xe0000000, 4}, "224.0.0.0/4 is multicast"},
+        {{0xf0000000, 4}, "240.0.0.0/4 is reserved"},
+    };
+    for (const reserved& r : blocks)
+        if (r.block.overlaps(p))
+            return r.why;
+    return nullptr;
+}
+
+std::string fold_case(std::string_view name) {
+    std::string s(name);
+    for (char& c : s)
+        if (c >= 'A' && c <= 'Z')
+            c = static_cast<char>(c - 'A' + 'a');
+    return s;
+}
+
 bool valid_name(std::string_view name) {
     if (name.empty() || name.size() > 64)
         return false;

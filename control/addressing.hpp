@@ -40,6 +40,12 @@ struct ipv4_prefix {
 /// Throws std::invalid_argument with a one-line message.
 ipv4_prefix parse_prefix(std::string_view s);
 
+/// Why no container can have an address in `p`, or nullptr: 0.0.0.0/8 ("this network"),
+/// 127.0.0.0/8 (loopback), 224.0.0.0/4 (multicast) and 240.0.0.0/4 (reserved, with the
+/// limited broadcast address) are never unicast host addresses.
+const char* unusable_subnet(const ipv4_prefix& p) noexcept;
+/// `name` in lower case (ASCII): the form in which names are compared, as DNS does.
+std::string fold_case(std::string_view name);
 /// Docker-like network / endpoint names: [A-Za-z0-9][A-Za-z0-9_.-]*, at most 64 chars.
 bool valid_name(std::string_view name);
 /// Docker's MAC scheme: 02:42 followed by the four IPv4 bytes.
@@ -55,6 +61,10 @@ inline constexpr uint32_t first_auto_vni = 4096;
 inline constexpr uint32_t max_vni = (1u << 24) - 1;
 /// VNI 0 is never a network's (it marks "none" in the tables); 24 bits at most.
 constexpr bool valid_vni(uint32_t vni) noexcept { return vni != 0 && vni <= max_vni; }
+/// A network's MTU: at least IPv4's minimum datagram that every host must take, at most
+/// what fits a 16-bit IPv4 length once VXLAN's 50 bytes are added.
+inline constexpr uint32_t min_network_mtu = 576;
+inline constexpr uint32_t max_network_mtu = 65535 - 50;
 
 /// 16 random hex characters, used for network ids and session ids.
 std::string random_id();

@@ -9,9 +9,32 @@
 //   OVP_LOG(WARNING, "store sync: %s", what.c_str());
 #pragma once
 
+#include <string>
+#include <string_view>
+
 #include <rte_log.h>
 
 namespace overpass::ctl {
+
+/// `text` with every byte outside printable ASCII written as \xNN: what comes from
+/// outside (store values, error texts quoting them) cannot put control characters or
+/// broken UTF-8 into a log line.
+inline std::string printable(std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        const auto b = static_cast<unsigned char>(c);
+        if (b >= 0x20 && b < 0x7f && b != '\\') {
+            out += c;
+        } else {
+            out += "\\x";
+            out += hex[b >> 4];
+            out += hex[b & 15];
+        }
+    }
+    return out;
+}
 
 inline int log_type = RTE_LOGTYPE_USER1;
 

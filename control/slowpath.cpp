@@ -14,6 +14,7 @@
 
 #include <rte_log.h>
 
+#include "control/addressing.hpp"
 #include "control/dns.hpp"
 
 namespace overpass::ctl {
@@ -192,7 +193,9 @@ bool slow_path::answer_dns(rte_mbuf* m) {
     }
     auto* reth = reinterpret_cast<rte_ether_hdr*>(frame);
     reth->dst_addr = eth->src_addr;
-    reth->src_addr = eth->dst_addr;   // the gateway's MAC the query was sent to
+    // From the gateway's MAC (the endpoints' rule applied to the resolver's address, which
+    // is the gateway's), whatever MAC the query was sent to: never from a broadcast one.
+    reth->src_addr = to_ether(mac_for_ip(rte_be_to_cpu_32(ip->dst_addr)));
     reth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
     auto* rip = reinterpret_cast<rte_ipv4_hdr*>(reth + 1);
     std::memset(rip, 0, sizeof(*rip));

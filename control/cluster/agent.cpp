@@ -25,7 +25,6 @@ namespace {
 
 // The default subnet pool: 10.0.N.0/24 inside 10.0.0.0/16.
 constexpr uint32_t pool_base = 0x0a000000;
-constexpr uint16_t min_mtu = 576;
 constexpr int max_txn_attempts = 5;
 // Passes over an address pool whose free addresses were all claimed by someone else
 // meanwhile or held back by the store; 5 passes 400 ms apart outlast overpassd's default
@@ -360,9 +359,9 @@ uint16_t agent::network_mtu(const std::optional<uint32_t>& want) const {
     const uint32_t max_mtu = cfg_.uplink_mtu > vxlan_overhead ? cfg_.uplink_mtu - vxlan_overhead : 0;
     if (!want)
         return static_cast<uint16_t>(std::min<uint32_t>(cfg_.default_mtu, max_mtu));
-    if (*want < min_mtu || *want > max_mtu)
+    if (*want < min_network_mtu || *want > max_mtu)
         throw cluster_error(error_kind::invalid, "invalid mtu " + std::to_string(*want) + ": must be between " +
-                                                     std::to_string(min_mtu) + " and " + std::to_string(max_mtu) +
+                                                     std::to_string(min_network_mtu) + " and " + std::to_string(max_mtu) +
                                                      " (uplink MTU " + std::to_string(cfg_.uplink_mtu) +
                                                      " minus VXLAN overhead)");
     return static_cast<uint16_t>(*want);
@@ -459,7 +458,8 @@ asio::awaitable<endpoint_info> agent::attach_endpoint(attach_request req) {
 
 asio::awaitable<agent::address_claim> agent::claim_address(const net_meta& m, const endpoint_info& info) {
     address_claim c;
-    c.name_key = keys::endpoint_name(m.id, info.name);
+    // Names resolve case-insensitively (DNS): "e1" and "E1" are one name, claimed once.
+    c.name_key = keys::endpoint_name(m.id, fold_case(info.name));
     c.cursor_key = keys::alloc_cursor(m.id);
     // Addresses are handed out in turn, after the one handed out last (the network's
     // cursor) and wrapping around, so that a freed address comes back only after the rest
@@ -494,7 +494,7 @@ asio::awaitable<agent::address_claim> agent::claim_address(const net_meta& m, co
                 rec = endpoint_record_from_value(item.value);
             } catch (const std::exception&) {
             }
-            if (rec && rec->name == info.name)
+            if (rec && fold_case(rec->name) == fold_case(info.name))
                 throw cluster_error(error_kind::conflict, "endpoint name \"" + info.name +
                                                               "\" is already taken in network \"" + m.name + "\"");
         }

@@ -25,6 +25,8 @@ network_request_values validate(const network_request& req) {
         }
         if (v.subnet->len > 30)
             invalid("subnet " + v.subnet->str() + " is too small (at most /30)");
+        if (const char* why = unusable_subnet(*v.subnet))
+            invalid("subnet " + v.subnet->str() + " cannot hold containers: " + why);
     }
     if (req.vni && !valid_vni(*req.vni))
         invalid("invalid vni " + std::to_string(*req.vni) + ": must be between 1 and " + std::to_string(max_vni));

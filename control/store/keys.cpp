@@ -95,6 +95,19 @@ parsed parse(std::string_view key) {
 
 } // namespace keys
 
+namespace {
+
+/// An unsigned integer field of a record, at most `max`: a negative, fractional or larger
+/// number is refused rather than cut to the field's width.
+uint64_t uint_field(const nlohmann::json& j, const char* name, uint64_t max) {
+    const nlohmann::json& v = j.at(name);
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > max)
+        throw std::invalid_argument(std::string(name) + " " + v.dump() + " out of range");
+    return v.get<uint64_t>();
+}
+
+} // namespace
+
 nlohmann::json to_json(const net_meta& m) {
     return {{"id", m.id},
             {"name", m.name},
@@ -116,13 +129,16 @@ net_meta net_meta_from_value(std::string_view net_id, std::string_view value) {
     net_meta m;
     m.id = net_id;
     m.name = j.at("name").get<std::string>();
-    m.vni = j.at("vni").get<uint32_t>();
+    m.vni = static_cast<uint32_t>(uint_field(j, "vni", max_vni));
     m.subnet = parse_prefix(j.at("subnet").get<std::string>());
     const auto gw = parse_ipv4(j.at("gateway").get<std::string>());
     if (!gw || !m.subnet.contains(*gw))
         throw std::invalid_argument("gateway outside the subnet");
     m.gateway = *gw;
-    m.mtu = j.at("mtu").get<uint16_t>();
+    const uint64_t mtu = uint_field(j, "mtu", max_network_mtu);
+    if (mtu < min_network_mtu)
+        throw std::invalid_argument("mtu " + std::to_string(mtu) + " out of range");
+    m.mtu = static_cast<uint16_t>(mtu);
     m.created_by = j.value("created_by", "");
     if (!valid_vni(m.vni))
         throw std::invalid_argument("vni out of range");
@@ -135,7 +151,7 @@ std::string to_value(const host_record& h) {
 
 host_record host_record_from_value(std::string_view value) {
     const auto j = nlohmann::json::parse(value);
-    host_record h{j.at("vtep").get<std::string>(), j.at("vxlan_port").get<uint16_t>()};
+    host_record h{j.at("vtep").get<std::string>(), static_cast<uint16_t>(uint_field(j, "vxlan_port", UINT16_MAX))};
     if (!parse_ipv4(h.vtep))
         throw std::invalid_argument("bad vtep address");
     return h;

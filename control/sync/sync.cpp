@@ -33,12 +33,6 @@ bool operator==(const network_spec& a, const network_spec& b) noexcept {
 
 namespace {
 
-std::string lower(std::string s) {
-    for (char& c : s)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
 /// Who holds a network's VNI, or an endpoint's MAC within its network.
 struct holder {
     bool own = false;          ///< an endpoint of this host (always kept)
@@ -62,6 +56,9 @@ desired_state build_desired(const store_view& kv, const sync_identity& self, std
     // the network created first; a later record asking for it is skipped, whatever its id.
     std::map<uint32_t, holder> vni_holder;
     std::map<uint32_t, std::string> vni_net_id;
+    std::map<rte_be32_t, holder> vtep_holder;   // a VTEP address belongs to the host registered first
+    std::map<std::string, rte_be32_t> vtep_of;  // host id -> its VTEP, for the hosts kept
+    std::set<std::string> refused_hosts;        // whose VTEP another host holds
     for (const auto& [key, item] : kv) {
         const keys::parsed k = keys::parse(key);
         try {
@@ -86,7 +83,24 @@ desired_state build_desired(const store_view& kv, const sync_identity& self, std
             } else if (k.what == keys::parsed::kind::host) {
                 const host_record h = host_record_from_value(item.value);
                 const rte_be32_t vtep = rte_cpu_to_be_32(*parse_ipv4(h.vtep));
-                if (k.id != self.host_id && vtep != self.vtep_be)
+                const bool own = k.id == self.host_id;
+                if (auto [it, fresh] = vtep_holder.try_emplace(vtep, holder{own, item.create_rev, key}); !fresh) {
+                    const bool keep = it->second.keeps_over(own, item.create_rev, key);
+                    problems.push_back((keep ? key : it->second.key) + ": VTEP " + h.vtep + " is already registered by " +
+                                       (keep ? it->second.key : key) + " (created first)");
+                    if (!keep) {
+                        const std::string loser(keys::parse(it->second.key).id);
+                        vtep_of.erase(loser);
+                        refused_hosts.insert(loser);
+                        it->second = holder{own, item.create_rev, key};
+                        vtep_of[k.id] = vtep;
+                    } else {
+                        refused_hosts.insert(k.id);
+                    }
+                    continue;   // one record of the two was enough to know the VTEP
+                }
+                vtep_of[k.id] = vtep;
+                if (!own && vtep != self.vtep_be)
                     want.vteps.insert(vtep);
             }
         } catch (const std::exception& e) {
@@ -116,6 +130,11 @@ desired_state build_desired(const store_view& kv, const sync_identity& self, std
             const auto mac = parse_mac(e.mac);
             if (!mac)
                 throw std::invalid_argument("invalid MAC \"" + e.mac + "\"");
+            const network_spec& n = want.networks.at(net->second);
+            const rte_be32_t ip_be = rte_cpu_to_be_32(k.ip);
+            if ((ip_be & n.mask_be) != n.subnet_be || ip_be == n.subnet_be || ip_be == (n.subnet_be | ~n.mask_be) ||
+                ip_be == n.gateway_be)
+                throw std::invalid_argument("address " + format_ipv4(k.ip) + " is not a host address of the network");
             const bool own = e.host == self.host_id;
             rte_be32_t vtep = 0;
             if (!own) {
@@ -124,8 +143,14 @@ desired_state build_desired(const store_view& kv, const sync_identity& self, std
                     problems.push_back(key + ": host " + e.host + " claims this host's VTEP " + e.vtep);
                     continue;
                 }
+                // An endpoint lives behind its host's registered VTEP, and nowhere else.
+                const auto h = vtep_of.find(e.host);
+                if (refused_hosts.contains(e.host) || (h != vtep_of.end() && h->second != vtep)) {
+                    problems.push_back(key + ": VTEP " + e.vtep + " is not the registered VTEP of host " + e.host);
+                    continue;
+                }
             }
-            accepted a{holder{own, item.create_rev, key}, rte_cpu_to_be_32(k.ip), lower(e.name),
+            accepted a{holder{own, item.create_rev, key}, rte_cpu_to_be_32(k.ip), fold_case(e.name),
                        remote_endpoint{to_ether(*mac), vtep}};
             auto [it, fresh] = by_mac.try_emplace({net->second, *mac}, a);
             if (!fresh) {
@@ -238,10 +263,7 @@ sync_engine::sync_engine(table_writer& tw, sync_identity self, std::function<voi
 void sync_engine::retry() { reconcile(revision_); }
 
 std::optional<rte_be32_t> sync_engine::resolve(uint32_t vni, const std::string& name) const {
-    std::string lower = name;
-    for (char& c : lower)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    auto it = names_.find({vni, lower});
+    auto it = names_.find({vni, fold_case(name)});
     if (it == names_.end())
         return std::nullopt;
     return it->second;
@@ -333,7 +355,7 @@ void sync_engine::log_limited(const std::string& line) {
         logged_in_window_ = 0;
     }
     if (++logged_in_window_ <= 10)
-        OVP_LOG(WARNING, "%s", line.c_str());
+        OVP_LOG(WARNING, "%s", printable(line).c_str());
 }
 
 } // namespace overpass::ctl

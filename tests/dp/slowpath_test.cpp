@@ -141,4 +141,45 @@ TEST_F(slowpath_arp, broadcast_multicast_and_mismatched_senders_are_refused) {
     EXPECT_EQ(slow_->stats().arp_replies_learned, 1u);
 }
 
+// A container's DNS query sent to the broadcast MAC is answered from the gateway's MAC
+// (the resolver is the gateway address), never from ff:ff:ff:ff:ff:ff.
+TEST_F(slowpath_arp, dns_answers_come_from_the_gateways_mac) {
+    constexpr uint32_t vni = 100;
+    constexpr uint16_t port = 5;
+    const rte_be32_t gw = ip4(10, 0, 1, 1);
+    const rte_be32_t a_ip = ip4(10, 0, 1, 2);
+    const rte_ether_addr a_mac = mac(0x02, 0x42, 10, 0, 1, 2);
+    const rte_ether_addr gw_mac = mac(0x02, 0x42, 10, 0, 1, 1);
+    ASSERT_EQ(tw_->upsert_network({vni, 1450, ip4(10, 0, 1, 0), ip4(255, 255, 255, 0), gw}), 0);
+    ASSERT_EQ(tw_->upsert_local_endpoint(vni, a_ip, a_mac, port), 0);
+    slow_->set_resolver([&](uint32_t v, const std::string& name) -> std::optional<rte_be32_t> {
+        if (v == vni && name == "app2")
+            return ip4(10, 0, 1, 3);
+        return std::nullopt;
+    });
+    // id 0x1234, RD, one question: app2 A IN
+    const bytes query = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 4, 'a', 'p', 'p', '2', 0, 0, 1, 0, 1};
+    for (const rte_ether_addr& to : {bcast, gw_mac}) {
+        rte_mbuf* m = to_mbuf(pool_, eth(to, a_mac, RTE_ETHER_TYPE_IPV4, ipv4(a_ip, gw, 17, udp(40000, 53, query))));
+        ASSERT_NE(m, nullptr);
+        m->port = port;
+        ASSERT_EQ(rte_ring_enqueue(exc_, m), 0);
+        slow_->start();
+        io_.restart();
+        io_.run_for(std::chrono::milliseconds(50));
+        slow_->stop();
+        void* out = nullptr;
+        ASSERT_EQ(rte_ring_dequeue(inject_, &out), 0) << "no answer";
+        auto* r = static_cast<rte_mbuf*>(out);
+        const auto* reth = rte_pktmbuf_mtod(r, const rte_ether_hdr*);
+        EXPECT_TRUE(rte_is_same_ether_addr(&reth->src_addr, &gw_mac));
+        EXPECT_TRUE(rte_is_same_ether_addr(&reth->dst_addr, &a_mac));
+        EXPECT_EQ(r->port, port);
+        rte_pktmbuf_free(r);
+    }
+    EXPECT_EQ(slow_->stats().dns_answers, 2u);
+    ASSERT_EQ(tw_->remove_endpoint(vni, a_mac), 0);
+    ASSERT_EQ(tw_->remove_network(vni), 0);
+}
+
 int main(int argc, char** argv) { return run_dp_tests(argc, argv); }

@@ -546,11 +546,13 @@ TEST(cli, errors_are_one_line_and_non_zero) {
         return cli_result{code, out.str(), err.str()};
     };
     const std::string url = "unix://" + dir.file("none.sock");
+    const std::string absent =
+        "overpass: cannot connect to the overpass daemon at " + url + ": No such file or directory (is overpassd running?)\n";
     auto r = run({"-H", url, "network", "ls"});
     EXPECT_EQ(r.code, 1);
-    EXPECT_EQ(r.err, "overpass: cannot connect to the overpass daemon at " + url + ": is overpassd running?\n");
+    EXPECT_EQ(r.err, absent);
     r = run({"network", "ls"}, url);   // $OVERPASS_HOST
-    EXPECT_EQ(r.err, "overpass: cannot connect to the overpass daemon at " + url + ": is overpassd running?\n");
+    EXPECT_EQ(r.err, absent);
 
     r = run({"network", "create", "--colour", "red", "x"});
     EXPECT_EQ(r.code, 2);
@@ -806,4 +808,30 @@ TEST_F(api_cli_test, a_live_host_id_is_not_taken_over) {
     EXPECT_EQ(start("198.18.0.9", true), "") << "--replace takes the id over";
     const kv_snapshot left = test::run(io2, other.list(keys::host("hostA")));
     EXPECT_TRUE(left.items.empty()) << "the replaced record went with the replacing daemon's session";
+}
+
+// Names resolve case-insensitively, as DNS does: "E1" is the name "e1" already has.
+TEST_F(api_cli_test, endpoint_names_differing_only_in_case_are_one_name) {
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.6.0.0/24", "cased"}).code, 0);
+    ASSERT_EQ(cli({"endpoint", "attach", "--network", "cased", "--name", "e1", "--netns", "nse1"}).code, 0);
+    const auto r = cli({"endpoint", "attach", "--network", "cased", "--name", "E1", "--netns", "nsE1"});
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.err, "overpass: endpoint name \"E1\" is already taken in network \"cased\"\n");
+    ASSERT_EQ(cli({"endpoint", "detach", "e1"}).code, 0);
+    ASSERT_EQ(cli({"network", "rm", "cased"}).code, 0);
+}
+
+// Subnets that can never hold a container are refused, by the CLI and by the daemon.
+TEST_F(api_cli_test, subnets_without_host_addresses_are_refused) {
+    const std::pair<const char*, const char*> cases[] = {
+        {"224.0.0.0/24", "multicast"}, {"0.0.0.0/24", "this network"}, {"127.1.0.0/24", "loopback"},
+        {"240.0.0.0/24", "reserved"}, {"255.255.255.0/30", "reserved"}};
+    for (const auto& [subnet, why] : cases) {
+        const auto r = cli({"network", "create", "--subnet", subnet, "bad"});
+        EXPECT_EQ(r.code, 1) << subnet;
+        EXPECT_NE(r.err.find(why), std::string::npos) << subnet << ": " << r.err;
+        const std::string body = std::string(R"({"name":"bad","subnet":")") + subnet + "\"}";
+        EXPECT_EQ(raw("POST", "/v1/networks", body).status, 400u) << subnet;
+    }
+    EXPECT_EQ(cli({"network", "create", "--subnet", "198.18.200.0/24", "fine"}).code, 0);
 }

@@ -224,3 +224,45 @@ TEST_F(sync_test, a_mac_belongs_to_this_hosts_endpoint_or_the_first_one) {
     engine.on_changes(gone, 10);
     EXPECT_TRUE(tw.calls.empty()) << "the refused records leave nothing to remove";
 }
+
+// Store values are range-checked: an MTU that does not fit (70000 was cut to 4464) or
+// cannot work (0), a VNI or port beyond its width, an endpoint address outside its
+// network or on its gateway, and a host reusing another host's VTEP are skipped.
+TEST_F(sync_test, out_of_range_records_are_skipped) {
+    kv_item mtu_big{keys::net_meta("n2"),
+                    R"({"name":"big","vni":4097,"subnet":"10.0.3.0/24","gateway":"10.0.3.1","mtu":70000})", 1, 1};
+    kv_item mtu_zero{keys::net_meta("n3"),
+                     R"({"name":"zero","vni":4098,"subnet":"10.0.4.0/24","gateway":"10.0.4.1","mtu":0})", 1, 1};
+    kv_item vni_wide{keys::net_meta("n4"),
+                     R"({"name":"wide","vni":4294971392,"subnet":"10.0.5.0/24","gateway":"10.0.5.1","mtu":1450})", 1, 1};
+    kv_item outside = ep("n1", "10.0.9.3", "hostB", "198.18.0.2");          // not in 10.0.2.0/24
+    kv_item on_gateway = ep("n1", "10.0.2.1", "hostB", "198.18.0.2");
+    kv_item thief = host("hostC", "198.18.0.2");                            // hostB's VTEP
+    thief.create_rev = thief.mod_rev = 5;
+    kv_item thiefs_ep = ep("n1", "10.0.2.7", "hostC", "198.18.0.2");
+    engine.on_snapshot(kv_snapshot{{net("n1", 4096, "10.0.2.0/24"), mtu_big, mtu_zero, vni_wide, host("hostB", "198.18.0.2"),
+                                    thief, ep("n1", "10.0.2.3", "hostB", "198.18.0.2"), outside, on_gateway, thiefs_ep},
+                                   5});
+    EXPECT_EQ(tw.calls, (std::vector<std::string>{
+                            "upsert_vtep 198.18.0.2",
+                            "upsert_network 4096 10.0.2.0 255.255.255.0 gw 10.0.2.1 mtu 1450",
+                            "upsert_remote_endpoint 4096 10.0.2.3 02:42:0a:00:02:03 via 198.18.0.2",
+                        }));
+    EXPECT_EQ(engine.counters().skipped_records, 7u);
+}
+
+// Binary bytes from the store (a key written behind overpass's back, a value quoted in
+// an error) are logged escaped, not raw.
+TEST_F(sync_test, binary_records_are_logged_escaped) {
+    const std::string id("bin\x1b[2J\xff", 8);
+    kv_item binary{keys::net_meta(id), std::string("\x1b[2J\xff\x00zz", 7), 1, 1};
+    kv_item bad_mac{keys::endpoint("n1", 0x0a000209),
+                    to_value(endpoint_record{"x", std::string("\x1b[31m", 5), "hostB", "198.18.0.2", "tap"}), 1, 1};
+    ::testing::internal::CaptureStderr();
+    engine.on_snapshot(kv_snapshot{{binary, net("n1", 4096, "10.0.2.0/24"), bad_mac}, 1});
+    const std::string logged = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(logged.find("skipping record overpass/v1/nets/bin\\x1b[2J\\xff/meta"), std::string::npos) << logged;
+    for (const char c : logged)
+        EXPECT_TRUE(c == '\n' || (c >= 0x20 && c < 0x7f)) << "raw byte " << int(static_cast<unsigned char>(c)) << " in: " << logged;
+    EXPECT_EQ(engine.counters().skipped_records, 2u);
+}

@@ -90,8 +90,12 @@ struct client {
         local::socket sock(io);
         boost::system::error_code ec;
         sock.connect(local::endpoint(path), ec);
+        if (ec == boost::asio::error::access_denied)
+            throw cli_error("cannot connect to the overpass daemon at " + url + ": permission denied (run as root, " +
+                            "or as a user who may write to the socket)");
         if (ec)
-            throw cli_error("cannot connect to the overpass daemon at " + url + ": is overpassd running?");
+            throw cli_error("cannot connect to the overpass daemon at " + url + ": " + ec.message() +
+                            " (is overpassd running?)");
         http::request<http::string_body> req{method, target, 11};
         req.set(http::field::host, "overpass");
         req.set(http::field::user_agent, "overpass-cli");
