@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -223,6 +225,12 @@ int run_control_plane(asio::io_context& io, const daemon_options& opt, const dat
 
 int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);   // vhost-user and API peers may go away mid-write
+    // Descriptors: the hard limit, not the soft one (often 1024), so that the store's
+    // connections, ports and the API's capped clients all fit.
+    if (rlimit nofile{}; getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     const double start_unix =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -20,6 +21,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -193,8 +195,9 @@ bool matches(std::string_view pattern, std::string_view path, std::string& name)
 
 } // namespace
 
-api_server::api_server(asio::io_context& io, agent& a, std::string socket_path, std::function<nlohmann::json()> stats)
-    : io_(io), agent_(a), path_(std::move(socket_path)), stats_(std::move(stats)), acceptor_(io) {}
+api_server::api_server(asio::io_context& io, agent& a, std::string socket_path, std::function<nlohmann::json()> stats,
+                       api_limits limits)
+    : io_(io), agent_(a), path_(std::move(socket_path)), stats_(std::move(stats)), acceptor_(io), limits_(limits) {}
 
 api_server::~api_server() { stop(); }
 
@@ -242,27 +245,91 @@ void api_server::stop() {
 
 asio::awaitable<void> api_server::accept_loop() {
     auto running = running_;
+    // An accept that fails (out of descriptors: EMFILE, ENFILE) fails again at once: wait,
+    // longer each time, and say so at most once every 10 s.
+    std::chrono::milliseconds backoff{0};
+    uint64_t failures = 0;
+    std::chrono::steady_clock::time_point logged{};
+    asio::steady_timer pause(io_);
     while (*running) {
         boost::system::error_code ec;
         local::socket sock = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
         if (!*running || ec == asio::error::operation_aborted)
             co_return;
+        const auto now = std::chrono::steady_clock::now();
         if (ec) {
-            OVP_LOG(WARNING, "API accept: %s", ec.message().c_str());
+            failures++;
+            if (now - logged >= std::chrono::seconds(10)) {
+                OVP_LOG(WARNING, "API accept: %s (%" PRIu64 " failures so far; backing off)", ec.message().c_str(),
+                        failures);
+                logged = now;
+            }
+            backoff = std::clamp(backoff * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+            pause.expires_after(backoff);
+            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             continue;
+        }
+        backoff = std::chrono::milliseconds(0);
+        if (*open_ >= limits_.max_connections) {
+            refused_++;
+            if (now - refused_logged_ >= std::chrono::seconds(10)) {
+                OVP_LOG(WARNING, "API: %zu connections open, the most allowed; closing new ones (%" PRIu64 " so far)",
+                        *open_, refused_);
+                refused_logged_ = now;
+            }
+            continue;   // `sock` closes here
         }
         asio::co_spawn(io_, serve(std::move(sock)), asio::detached);
     }
 }
 
+namespace {
+
+/// Closes `sock` once `deadline` passes without being moved on; ends when `done` is set.
+asio::awaitable<void> close_when_idle(local::socket& sock, asio::steady_timer& deadline, std::shared_ptr<bool> done) {
+    while (!*done) {
+        boost::system::error_code ec;
+        co_await deadline.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (*done)
+            break;
+        if (deadline.expiry() <= std::chrono::steady_clock::now()) {
+            sock.close(ec);   // the pending read ends with an error
+            break;
+        }
+    }
+}
+
+} // namespace
+
 asio::awaitable<void> api_server::serve(local::socket sock) {
+    struct count {
+        std::shared_ptr<std::size_t> n;
+        explicit count(std::shared_ptr<std::size_t> c) : n(std::move(c)) { ++*n; }
+        ~count() { --*n; }
+    } counted{open_};
     boost::beast::flat_buffer buf;
+    asio::steady_timer deadline(io_);
+    auto done = std::make_shared<bool>(false);
+    deadline.expires_after(limits_.idle_timeout);
+    asio::co_spawn(io_, close_when_idle(sock, deadline, done), asio::detached);
+    struct stop_watch {
+        std::shared_ptr<bool> done;
+        asio::steady_timer& t;
+        ~stop_watch() {
+            *done = true;
+            t.cancel();
+        }
+    } stop{done, deadline};
     try {
         for (;;) {
             http::request_parser<http::string_body> parser;
             parser.body_limit(max_body);
             boost::system::error_code ec;
+            deadline.expires_after(limits_.idle_timeout);
             co_await http::async_read(sock, buf, parser, asio::redirect_error(asio::use_awaitable, ec));
+            if (!sock.is_open())
+                break;   // idle for too long
+            deadline.expires_at(std::chrono::steady_clock::time_point::max());   // busy: no timeout while we answer
             if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
                 break;
             http::response<http::string_body> res;

@@ -20,6 +20,9 @@
 //   GET    /v1/stats                    stats() with "control": agent status
 #pragma once
 
+#include <chrono>
+#include <cstddef>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -39,10 +42,18 @@ struct api_response {
     nlohmann::json body;     ///< null: no body (204)
 };
 
+/// Limits that keep clients from starving the daemon of descriptors or connections.
+struct api_limits {
+    /// Connections open at once; one more is accepted and closed at once.
+    std::size_t max_connections = 128;
+    /// A connection that sends nothing for this long is closed.
+    std::chrono::milliseconds idle_timeout{15000};
+};
+
 class api_server {
 public:
     api_server(boost::asio::io_context& io, agent& a, std::string socket_path,
-               std::function<nlohmann::json()> stats = {});
+               std::function<nlohmann::json()> stats = {}, api_limits limits = {});
     ~api_server();
     api_server(const api_server&) = delete;
     api_server& operator=(const api_server&) = delete;
@@ -67,7 +78,12 @@ private:
     std::string path_;
     std::function<nlohmann::json()> stats_;
     boost::asio::local::stream_protocol::acceptor acceptor_;
+    api_limits limits_;
     std::shared_ptr<bool> running_ = std::make_shared<bool>(false);
+    /// Connections being served (shared with them: they may outlive a stop()).
+    std::shared_ptr<std::size_t> open_ = std::make_shared<std::size_t>(0);
+    uint64_t refused_ = 0;   ///< connections closed at the cap (logged at most every 10 s)
+    std::chrono::steady_clock::time_point refused_logged_{};
 };
 
 } // namespace overpass::ctl

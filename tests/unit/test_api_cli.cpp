@@ -1,7 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: unit tests (no EAL): the agent + API server on one io_context thread, the CLI
 // in the test thread, over a unix socket in a temp dir; fake ports and tables.
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstring>
 #include <future>
 #include <sstream>
 #include <thread>
@@ -834,4 +840,52 @@ TEST_F(api_cli_test, subnets_without_host_addresses_are_refused) {
         EXPECT_EQ(raw("POST", "/v1/networks", body).status, 400u) << subnet;
     }
     EXPECT_EQ(cli({"network", "create", "--subnet", "198.18.200.0/24", "fine"}).code, 0);
+}
+
+// Idle connections cannot take the API over: past the cap a new connection is closed at
+// once, an idle one is closed after the idle timeout, and the API answers again.
+TEST_F(api_cli_test, idle_connections_are_capped_and_timed_out) {
+    const std::string small_sock = dir.file("small.sock");
+    auto small = on_io([&] {
+        auto s = std::make_unique<api_server>(io, ag, small_sock, nullptr, api_limits{4, std::chrono::milliseconds(300)});
+        s->start();
+        return s;
+    });
+    auto connect = [&] {
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::strncpy(a.sun_path, small_sock.c_str(), sizeof(a.sun_path) - 1);
+        EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+        return fd;
+    };
+    // Whether the server closed `fd` within `wait` (a read sees EOF).
+    auto closed_within = [](int fd, int wait_ms) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, wait_ms) != 1)
+            return false;
+        char c;
+        return ::read(fd, &c, 1) == 0;
+    };
+    std::vector<int> idle;
+    for (int i = 0; i < 4; i++)
+        idle.push_back(connect());
+    std::this_thread::sleep_for(50ms);   // all four accepted and counted
+    const int extra = connect();
+    EXPECT_TRUE(closed_within(extra, 200)) << "the fifth connection must be closed at the cap";
+    for (int fd : idle)
+        EXPECT_FALSE(closed_within(fd, 0)) << "idle, but not for long yet";
+    for (int fd : idle)
+        EXPECT_TRUE(closed_within(fd, 2000)) << "an idle connection must be closed after the idle timeout";
+    for (int fd : idle)
+        ::close(fd);
+    ::close(extra);
+    std::this_thread::sleep_for(50ms);
+    std::ostringstream out, err;
+    EXPECT_EQ(overpass::cli::run({"-H", "unix://" + small_sock, "host", "ls"}, "", out, err), 0) << err.str();
+    on_io([&] {
+        small->stop();
+        small.reset();
+        return 0;
+    });
 }
