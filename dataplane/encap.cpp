@@ -133,9 +133,10 @@ void encap_to_uplink(worker& w, const config_snapshot& cfg, uint16_t rx_port, co
     tx_enqueue_bulk(w, cfg.uplink_port, out, n_out, inner_bytes + uint32_t{n_out} * vxlan_overhead);
 }
 
-/// Takes `frames` from the worker's replication token bucket; false when it holds fewer.
-/// One container flooding unknown MACs must not drain the mbuf pool of every port.
-bool bum_budget(worker& w, const config_snapshot& cfg, uint32_t frames) noexcept {
+/// Takes `frames` from the worker's replication token bucket of network slot `slot`;
+/// false when it holds fewer. One container flooding unknown MACs must not drain the
+/// mbuf pool of every port, nor spend the broadcasts (ARP) of another network.
+bool bum_budget(worker& w, const config_snapshot& cfg, uint16_t slot, uint32_t frames) noexcept {
     const uint64_t rate = cfg.bum_frames_per_sec;
     if (rate == 0)
         return true;
@@ -143,15 +144,16 @@ bool bum_budget(worker& w, const config_snapshot& cfg, uint32_t frames) noexcept
     const uint64_t now = rte_rdtsc();
     const uint64_t hz = rte_get_tsc_hz();
     // A second refills any bucket (burst <= rate); capping keeps the product in range.
-    const uint64_t elapsed = now - w.bum_refill_tsc < hz ? now - w.bum_refill_tsc : hz;
+    worker::bum_bucket& b = w.bum[slot];
+    const uint64_t elapsed = now - b.refill_tsc < hz ? now - b.refill_tsc : hz;
     const uint64_t earned = elapsed * rate / hz;
     if (earned != 0) {
-        w.bum_tokens = w.bum_tokens + earned < burst ? w.bum_tokens + earned : burst;
-        w.bum_refill_tsc = now;
+        b.tokens = b.tokens + earned < burst ? b.tokens + earned : burst;
+        b.refill_tsc = now;
     }
-    if (w.bum_tokens < frames)
+    if (b.tokens < frames)
         return false;
-    w.bum_tokens -= frames;
+    b.tokens -= frames;
     return true;
 }
 
@@ -172,7 +174,7 @@ void flood_from_container(worker& w, const config_snapshot& cfg, uint16_t rx_por
         rte_pktmbuf_free(m);   // alone in its network: nobody to deliver to
         return;
     }
-    if (!bum_budget(w, cfg, remaining)) {
+    if (!bum_budget(w, cfg, seg.stats_slot, remaining)) {
         drop(w, rx_port, m, drop_reason::bum_rate_limited);
         return;
     }

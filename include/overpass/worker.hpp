@@ -82,8 +82,12 @@ struct alignas(RTE_CACHE_LINE_SIZE) worker {
     uint16_t dirty[RTE_MAX_ETHPORTS];
     tx_buffer tx[RTE_MAX_ETHPORTS];
     uint32_t idle_run = 0;
-    uint64_t bum_tokens = 0;                 ///< replication token bucket
-    uint64_t bum_refill_tsc = 0;
+    /// Replication token buckets, one per network (by stats slot): a storm in one
+    /// network cannot spend another network's budget.
+    struct bum_bucket {
+        uint64_t tokens;
+        uint64_t refill_tsc;
+    } bum[max_network_slots] = {};
     /// Decap's guess of a sender VTEP's slot (slot + 1; 0: none) by hash of its IPv4
     /// address. Only a hint: it is checked against dp_tables::vtep_slots, whose entry
     /// must carry the same address, so a stale or colliding hint costs a hash lookup,

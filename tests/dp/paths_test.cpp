@@ -750,6 +750,26 @@ TEST_F(dp_paths, bum_replication_is_rate_limited) {
     EXPECT_EQ(buffered(), 0u);
 }
 
+// The budget is per network: a storm that spends vni_a's leaves vni_b's broadcasts (its
+// ARP) alone.
+TEST_F(dp_paths, a_broadcast_storm_spends_only_its_own_networks_budget) {
+    config_snapshot cfg = *tw_->tables().config.load();
+    cfg.bum_frames_per_sec = 100;
+    ASSERT_EQ(tw_->set_config(cfg), 0);
+    const bytes storm = udp_frame(bcast, a_mac, a_ip, ip4(10, 0, 1, 255));
+    for (int i = 0; i < 200; i++) {
+        run1(g_c1.port_id, storm);
+        for (uint16_t p = 0; p < RTE_MAX_ETHPORTS; p++)
+            take(p);
+    }
+    const uint64_t limited = drops(drop_reason::bum_rate_limited);
+    ASSERT_GT(limited, 100u) << "the storm must have spent vni_a's budget";
+    // C in vni_b broadcasts: one copy to S's VTEP.
+    run1(g_c3.port_id, storm);
+    EXPECT_EQ(drops(drop_reason::bum_rate_limited), limited) << "vni_b paid for vni_a's storm";
+    EXPECT_EQ(take(g_uplink.port_id).size(), 1u);
+}
+
 TEST_F(dp_paths, bum_replication_and_unknown_unicast) {
     const bytes f = udp_frame(mac(0x01, 0x00, 0x5e, 0, 0, 1), a_mac, a_ip, ip4(224, 0, 0, 1));
     const bytes unknown = udp_frame(mac(0x02, 0x42, 10, 0, 1, 200), a_mac, a_ip, ip4(10, 0, 1, 200));
