@@ -160,7 +160,8 @@ void explain_lost_race(const txn_result& r, const net_meta& m, const network_req
 
 agent::agent(asio::io_context& io, store& st, table_writer& tw, port_ops& ports, agent_config cfg, agent_hooks hooks)
     : io_(io), store_(st), tw_(tw), ports_(ports), cfg_(std::move(cfg)), hooks_(std::move(hooks)),
-      sync_(tw, sync_identity{cfg_.host_id, cfg_.vtep_be}, hooks_.on_vtep_added) {}
+      sync_(tw, sync_identity{cfg_.host_id, cfg_.vtep_be}, hooks_.on_vtep_added,
+            [this](uint32_t vni) { reprogram_local_endpoints(vni); }) {}
 
 agent::~agent() { *alive_token_ = false; }
 
@@ -249,6 +250,19 @@ asio::awaitable<void> agent::register_host() {
         co_await store_.remove(key);
         if (!co_await store_.create(key, value, lease_.get()))
             throw store_error("cannot register " + key + ": another process keeps creating it");
+    }
+}
+
+void agent::reprogram_local_endpoints(uint32_t vni) noexcept {
+    for (const auto& [key, ep] : local_) {
+        if (ep.vni != vni)
+            continue;
+        const auto mac = parse_mac(ep.info.mac);
+        const int rc = mac ? tw_.upsert_local_endpoint(vni, rte_cpu_to_be_32(ep.info.ip), to_ether(*mac), ep.port_id)
+                           : -EINVAL;
+        if (rc < 0)
+            OVP_LOG(WARNING, "endpoint %s: cannot bind it to its port again in network %s: %s", ep.info.name.c_str(),
+                    ep.info.network.c_str(), std::strerror(-rc));
     }
 }
 

@@ -134,6 +134,10 @@ private:
     void on_liveness_lost();
     /// Folds the current handle's renewal counters into past_renewals_ and drops it.
     void retire_lease() noexcept;
+    /// Network `vni` entered the tables again (its record came back after it went away,
+    /// e.g. a store file removed and restored): its endpoints on this host are bound to
+    /// their ports again, without detach and attach.
+    void reprogram_local_endpoints(uint32_t vni) noexcept;
 
     boost::asio::io_context& io_;
     store& store_;

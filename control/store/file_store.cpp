@@ -118,14 +118,21 @@ struct file_store::core {
     std::function<double()> clock;
     std::chrono::milliseconds poll_interval;
 
+    /// The file was there once (this process read or wrote it).
+    mutable bool seen = false;
+
     double now() const { return clock(); }
 
-    // Missing file: empty state. Unreadable: store_error.
+    // Missing file before it was ever seen: an empty store (the first run). Missing after:
+    // someone removed it, which is an outage like an unreadable file, not an empty store
+    // (every network would vanish): store_error until the file is back.
     std::optional<file_state> read(file_sig* sig = nullptr) const {
         fd_guard f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         if (f.fd < 0) {
-            if (errno == ENOENT)
+            if (errno == ENOENT && !seen)
                 return std::nullopt;
+            if (errno == ENOENT)
+                throw store_error("store file " + path + " has disappeared; keeping the last view until it is back");
             throw store_error("cannot open store file " + path + ": " + errno_text(errno));
         }
         struct stat sb {};
@@ -146,7 +153,9 @@ struct file_store::core {
         text.resize(done);
         if (sig != nullptr)
             *sig = file_sig{sb.st_dev, sb.st_ino, sb.st_size, sb.st_mtim.tv_sec * 1'000'000'000LL + sb.st_mtim.tv_nsec};
-        return parse_state(path, text);
+        file_state st = parse_state(path, text);
+        seen = true;
+        return st;
     }
 
     void write(const file_state& st) const {
@@ -169,6 +178,7 @@ struct file_store::core {
         }
         if (::rename(tmp_path.c_str(), path.c_str()) != 0)
             throw store_error("cannot rename " + tmp_path + " to " + path + ": " + errno_text(errno));
+        seen = true;
     }
 
     // Drops expired sessions and their keys. Returns whether any key went away.

@@ -257,8 +257,10 @@ unsigned apply_diff(desired_state& applied, const desired_state& want, table_wri
     return failed;
 }
 
-sync_engine::sync_engine(table_writer& tw, sync_identity self, std::function<void(rte_be32_t)> on_vtep_added)
-    : tw_(tw), self_(std::move(self)), on_vtep_added_(std::move(on_vtep_added)) {}
+sync_engine::sync_engine(table_writer& tw, sync_identity self, std::function<void(rte_be32_t)> on_vtep_added,
+                         std::function<void(uint32_t)> on_network_added)
+    : tw_(tw), self_(std::move(self)), on_vtep_added_(std::move(on_vtep_added)),
+      on_network_added_(std::move(on_network_added)) {}
 
 void sync_engine::retry() { reconcile(revision_); }
 
@@ -333,11 +335,18 @@ void sync_engine::reconcile(uint64_t revision) {
     }
     reported_ = std::move(now_reported);
     const std::set<rte_be32_t> vteps_before = applied_.vteps;
+    std::set<uint32_t> networks_before;
+    for (const auto& [vni, spec] : applied_.networks)
+        networks_before.insert(vni);
     const unsigned failed = apply_diff(applied_, want, tw_);
     if (on_vtep_added_)
         for (rte_be32_t v : applied_.vteps)
             if (!vteps_before.contains(v))
                 on_vtep_added_(v);
+    if (on_network_added_)
+        for (const auto& [vni, spec] : applied_.networks)
+            if (!networks_before.contains(vni))
+                on_network_added_(vni);
     counters_.table_errors += failed;
     retry_pending_ = failed != 0;
     if (failed != 0)

@@ -81,7 +81,10 @@ class sync_engine {
 public:
     /// `on_vtep_added` (optional) runs after a remote VTEP entered the tables, so that the
     /// caller can start resolving its next-hop MAC.
-    sync_engine(table_writer& tw, sync_identity self, std::function<void(rte_be32_t)> on_vtep_added = {});
+    /// `on_vtep_added`: a remote VTEP entered the tables. `on_network_added`: a network
+    /// entered the tables (again): the tables hold none of this host's endpoints in it.
+    sync_engine(table_writer& tw, sync_identity self, std::function<void(rte_be32_t)> on_vtep_added = {},
+                std::function<void(uint32_t)> on_network_added = {});
 
     /// Starts watching `prefix` (default: the whole overpass/v1/ tree).
     void start(store& st, std::string prefix = std::string(keys_root()));
@@ -116,6 +119,7 @@ private:
     table_writer& tw_;
     sync_identity self_;
     std::function<void(rte_be32_t)> on_vtep_added_;
+    std::function<void(uint32_t)> on_network_added_;
     uint64_t revision_ = 0;
     bool retry_pending_ = false;
     bool store_failing_ = false;   ///< errors since the last snapshot or change batch

@@ -889,3 +889,46 @@ TEST_F(api_cli_test, idle_connections_are_capped_and_timed_out) {
         return 0;
     });
 }
+
+// When a network's record goes away and comes back (a store file removed and restored,
+// an older copy put back), its endpoints on this host are bound to their ports again,
+// without detach and attach.
+TEST_F(api_cli_test, local_endpoints_come_back_with_their_network) {
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.5.0.0/24", "back"}).code, 0);
+    ASSERT_EQ(cli({"endpoint", "attach", "--network", "back", "--name", "b1", "--netns", "nsb1"}).code, 0);
+    const auto inspect = nlohmann::json::parse(cli({"network", "inspect", "back"}).out);
+    const std::string meta_key = keys::net_meta(inspect.at("id").get<std::string>());
+    const auto wait_for = [this](const std::string& call, size_t after) {
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        for (;;) {
+            const auto calls = tw_calls();
+            if (std::find(calls.begin() + static_cast<std::ptrdiff_t>(std::min(after, calls.size())), calls.end(), call) !=
+                calls.end())
+                return true;
+            if (std::chrono::steady_clock::now() > deadline)
+                return false;
+            std::this_thread::sleep_for(20ms);
+        }
+    };
+    const std::string bind = "upsert_local_endpoint " + std::to_string(inspect.at("vni").get<uint32_t>()) +
+                             " 10.5.0.2 02:42:0a:05:00:02 port 1";
+    ASSERT_TRUE(wait_for(bind, 0)) << ::testing::PrintToString(tw_calls());
+
+    const auto synced_networks = [this] { return on_io([this] { return ag.status()["sync"]["networks"].get<size_t>(); }); };
+    for (int i = 0; i < 500 && synced_networks() == 0; i++)
+        std::this_thread::sleep_for(20ms);
+    ASSERT_EQ(synced_networks(), 1u) << "the sync engine never applied the network";
+
+    boost::asio::io_context io2;   // another writer of the same file
+    file_store other{io2, dir.file("store.json")};
+    const kv_snapshot before = test::run(io2, other.list(meta_key));
+    ASSERT_EQ(before.items.size(), 1u);
+    const size_t n0 = tw_calls().size();
+    ASSERT_TRUE(test::run(io2, other.remove(meta_key)));
+    ASSERT_TRUE(wait_for("remove_network " + std::to_string(inspect.at("vni").get<uint32_t>()), n0))
+        << ::testing::PrintToString(tw_calls());
+    const size_t n1 = tw_calls().size();
+    ASSERT_TRUE(test::run(io2, other.create(meta_key, before.items[0].value)));
+    EXPECT_TRUE(wait_for(bind, n1)) << "the endpoint was not bound again: " << ::testing::PrintToString(tw_calls());
+    ASSERT_EQ(cli({"endpoint", "detach", "b1"}).code, 0);
+}

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // runs on: unit tests (no EAL)
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -178,6 +179,36 @@ TEST_F(file_store_test, garbage_file_is_an_error_not_a_crash_nor_a_wipe) {
     ASSERT_TRUE(run_until(io, [&] { return seen.size() >= 2; })) << ::testing::PrintToString(seen);
     run_for(io, 50ms);   // nothing else may arrive
     EXPECT_EQ(seen, (std::vector<std::string>{"snapshot 1", "t/x"}));
+}
+
+// Removing the file is an outage, not an empty store: nothing vanishes from a watcher's
+// view, writes fail instead of starting a new empty file, and when the file is back the
+// watch carries on from it.
+TEST_F(file_store_test, a_removed_file_is_an_outage_not_an_empty_store) {
+    ASSERT_TRUE(run(io, a.create("t/k", "v")));
+    std::vector<std::string> errors;
+    std::vector<std::string> seen;
+    auto w = b.watch("t/", watch_callbacks{[&](const kv_snapshot& s) { seen.push_back("snapshot " + std::to_string(s.items.size())); },
+                                           [&](std::span<const kv_delta> d, uint64_t) {
+                                               for (const auto& x : d)
+                                                   seen.push_back((x.what == kv_delta::kind::del ? "del " : "put ") + x.item.key);
+                                           },
+                                           [&](const std::string& e) { errors.push_back(e); }});
+    ASSERT_TRUE(run_until(io, [&] { return !seen.empty(); })) << "no snapshot";
+    const std::string good = slurp(path);
+    std::filesystem::remove(path);
+    ASSERT_TRUE(run_until(io, [&] { return !errors.empty(); })) << "the removal was not reported";
+    EXPECT_NE(errors[0].find("disappeared"), std::string::npos) << errors[0];
+    EXPECT_THROW(run(io, a.list("t/")), store_error);
+    EXPECT_THROW(run(io, a.create("t/x", "v")), store_error);
+    EXPECT_FALSE(std::filesystem::exists(path)) << "a write must not start a new, empty store";
+    EXPECT_EQ(seen, std::vector<std::string>{"snapshot 1"}) << "nothing may vanish from the view";
+
+    { std::ofstream(path, std::ios::trunc) << good; }   // restored
+    run_for(io, 50ms);
+    EXPECT_EQ(keys_in(a, "t/"), std::set<std::string>{"t/k"});
+    ASSERT_TRUE(run(io, a.create("t/x", "v")));
+    ASSERT_TRUE(run_until(io, [&] { return seen.size() >= 2 && seen.back() == "put t/x"; })) << ::testing::PrintToString(seen);
 }
 
 TEST(file_store_race, concurrent_claims_never_give_a_key_to_both) {
