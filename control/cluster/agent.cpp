@@ -413,17 +413,27 @@ asio::awaitable<network_details> agent::inspect_network(std::string name) {
 
 asio::awaitable<void> agent::remove_network(std::string name) {
     const net_meta m = co_await find_network(name);
-    const kv_snapshot eps = co_await store_.list(keys::endpoints_prefix(m.id));
-    if (!eps.items.empty())
-        throw cluster_error(error_kind::conflict, "network \"" + name + "\" has " + std::to_string(eps.items.size()) +
-                                                      " endpoint(s) attached; detach them first");
-    const kv_snapshot meta = co_await store_.list(keys::net_meta(m.id));
+    // One listing of the network: its endpoints, its record and its cursor at one
+    // revision. An attach after it moves the cursor on, which fails the check below, so
+    // a removal and an attach never both succeed.
+    const kv_snapshot net = co_await store_.list(keys::net_prefix(m.id));
+    std::size_t n_eps = 0;
     uint64_t meta_rev = 0;
-    for (const auto& item : meta.items)
-        if (item.key == keys::net_meta(m.id))
+    uint64_t cursor_rev = 0;
+    for (const auto& item : net.items) {
+        if (keys::parse(item.key).what == keys::parsed::kind::endpoint)
+            n_eps++;
+        else if (item.key == keys::net_meta(m.id))
             meta_rev = item.mod_rev;
+        else if (item.key == keys::alloc_cursor(m.id))
+            cursor_rev = item.mod_rev;
+    }
+    if (n_eps != 0)
+        throw cluster_error(error_kind::conflict, "network \"" + name + "\" has " + std::to_string(n_eps) +
+                                                      " endpoint(s) attached; detach them first");
     std::vector<txn_op> ops;
     ops.push_back(txn_op::remove(keys::net_meta(m.id), meta_rev));
+    ops.push_back(txn_op::check(keys::alloc_cursor(m.id), cursor_rev));
     ops.push_back(txn_op::remove(keys::alloc_cursor(m.id)));
     // Release only the claims this network holds.
     for (const std::string& claim : {keys::name(m.name), keys::vni(m.vni), keys::subnet(m.subnet)}) {
@@ -491,8 +501,11 @@ asio::awaitable<agent::address_claim> agent::claim_address(const net_meta& m, co
         const kv_snapshot pool = co_await store_.list(keys::net_prefix(m.id));
         std::set<uint32_t> taken;
         uint32_t cursor = m.gateway;
+        uint64_t meta_rev = 0;
         c.prev_cursor.reset();
         for (const auto& item : pool.items) {
+            if (item.key == keys::net_meta(m.id))
+                meta_rev = item.mod_rev;
             if (item.key == c.cursor_key) {
                 c.prev_cursor = item.value;
                 if (const auto ip = parse_ipv4(item.value); ip && m.subnet.contains(*ip))
@@ -512,6 +525,8 @@ asio::awaitable<agent::address_claim> agent::claim_address(const net_meta& m, co
                 throw cluster_error(error_kind::conflict, "endpoint name \"" + info.name +
                                                               "\" is already taken in network \"" + m.name + "\"");
         }
+        if (meta_rev == 0)
+            throw cluster_error(error_kind::not_found, "network \"" + m.name + "\" not found");
         const uint32_t first = m.subnet.addr + 1;
         const uint32_t last = m.subnet.broadcast() - 1;
         const uint32_t span = last >= first ? last - first + 1 : 0;
@@ -524,13 +539,18 @@ asio::awaitable<agent::address_claim> agent::claim_address(const net_meta& m, co
             c.ip = ip;
             c.key = keys::endpoint(m.id, ip);
             c.value = to_value(endpoint_record{info.name, format_mac(mac_for_ip(ip)), info.host, info.vtep, info.kind});
-            // Address, name and cursor in one transaction: the listing above only saw the
-            // past, and another host may attach the same name at this very moment.
+            // Address, name and cursor in one transaction, while the network is as listed:
+            // the listing above only saw the past, another host may attach the same name at
+            // this very moment, and the network may be removed meanwhile (remove_network()
+            // in turn checks the cursor, which this transaction moves on).
             std::vector<txn_op> ops;
+            ops.push_back(txn_op::check(keys::net_meta(m.id), meta_rev));
             ops.push_back(txn_op::create(c.key, c.value, lease_.get()));
             ops.push_back(txn_op::create(c.name_key, format_ipv4(ip), lease_.get()));
             ops.push_back(txn_op::put(c.cursor_key, format_ipv4(ip)));
             const txn_result r = co_await store_.txn(std::move(ops));
+            if (!r.succeeded && r.failed_key == keys::net_meta(m.id))
+                throw cluster_error(error_kind::not_found, "network \"" + m.name + "\" was removed meanwhile");
             if (!r.succeeded && r.failed_key == c.name_key)
                 throw cluster_error(error_kind::conflict, "endpoint name \"" + info.name +
                                                               "\" is already taken in network \"" + m.name + "\"");

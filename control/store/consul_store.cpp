@@ -533,6 +533,11 @@ consul_txn to_consul_txn(const consul_core& c, const std::vector<txn_op>& ops) {
             }
         } else if (op.what == txn_op::kind::put) {
             add(i, json{{"Verb", "set"}, {"Key", key}, {"Value", b64_encode(op.value)}});
+        } else if (op.what == txn_op::kind::check) {
+            if (op.mod_rev == 0)
+                add(i, json{{"Verb", "check-not-exists"}, {"Key", key}});
+            else
+                add(i, json{{"Verb", "check-index"}, {"Key", key}, {"Index", op.mod_rev}});
         } else if (op.mod_rev == 0) {
             add(i, json{{"Verb", "delete"}, {"Key", key}});
         } else {

@@ -417,6 +417,13 @@ asio::awaitable<txn_result> etcd_store::txn(std::vector<txn_op> ops) {
         } else if (op.what == txn_op::kind::put) {
             success.push_back({{"request_put", {{"key", key}, {"value", b64_encode(op.value)}}}});
             continue;
+        } else if (op.what == txn_op::kind::check) {
+            // An absent key's mod_revision compares as 0.
+            compare.push_back(
+                {{"key", key}, {"target", "MOD"}, {"result", "EQUAL"}, {"mod_revision", std::to_string(op.mod_rev)}});
+            compared.push_back(&op);
+            failure.push_back({{"request_range", {{"key", key}, {"keys_only", true}}}});
+            continue;
         } else {
             if (op.mod_rev != 0)
                 compare.push_back(
@@ -445,8 +452,8 @@ asio::awaitable<txn_result> etcd_store::txn(std::vector<txn_op> ops) {
             const json& kvs = i < responses.size() ? member(member(responses[i], "response_range"), "kvs") : json();
             const bool exists = kvs.is_array() && !kvs.empty();
             const txn_op& op = *compared[i];
-            const bool fails = op.what == txn_op::kind::create ? exists
-                                                               : !exists || u64(kvs[0], "mod_revision") != op.mod_rev;
+            const uint64_t mod = exists ? u64(kvs[0], "mod_revision") : 0;
+            const bool fails = op.what == txn_op::kind::create ? exists : mod != op.mod_rev;
             if (fails) {
                 t.failed_key = op.key;
                 return t;

@@ -424,10 +424,14 @@ asio::awaitable<txn_result> file_store::txn(std::vector<txn_op> ops) {
         // Check every condition first: all or nothing.
         for (const auto& op : ops) {
             auto it = st.keys.find(op.key);
-            const bool fails = op.what == txn_op::kind::create   ? it != st.keys.end()
-                               : op.what == txn_op::kind::remove ? op.mod_rev != 0 && (it == st.keys.end() ||
-                                                                                        it->second.mod_rev != op.mod_rev)
-                                                                 : false;
+            const bool exists = it != st.keys.end();
+            bool fails = false;
+            if (op.what == txn_op::kind::create)
+                fails = exists;
+            else if (op.what == txn_op::kind::remove)
+                fails = op.mod_rev != 0 && (!exists || it->second.mod_rev != op.mod_rev);
+            else if (op.what == txn_op::kind::check)
+                fails = op.mod_rev == 0 ? exists : !exists || it->second.mod_rev != op.mod_rev;
             if (fails) {
                 r.failed_key = op.key;
                 r.revision = st.revision;
@@ -446,7 +450,7 @@ asio::awaitable<txn_result> file_store::txn(std::vector<txn_op> ops) {
                 const uint64_t created = it != st.keys.end() ? it->second.create_rev : rev;
                 st.keys[op.key] = entry{op.value, created, rev, std::string{}};
                 changed = true;
-            } else {
+            } else if (op.what == txn_op::kind::remove) {
                 changed |= st.keys.erase(op.key) > 0;
             }
         }

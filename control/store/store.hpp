@@ -79,6 +79,7 @@ struct txn_op {
         create,   ///< put only if the key is absent; bound to `lease` if non-null
         remove,   ///< delete; if mod_rev != 0, only if the key's mod_rev equals it
         put,      ///< write whether or not the key exists (never bound to a lease)
+        check,    ///< change nothing; the key's mod_rev must equal mod_rev (0: the key is absent)
     } what = kind::create;
     std::string key;
     std::string value;
@@ -90,6 +91,8 @@ struct txn_op {
     }
     static txn_op remove(std::string k, uint64_t rev = 0) { return {kind::remove, std::move(k), {}, rev, nullptr}; }
     static txn_op put(std::string k, std::string v) { return {kind::put, std::move(k), std::move(v), 0, nullptr}; }
+    /// Holds when `k` was not changed since `rev` (its mod_rev), or is absent for rev 0.
+    static txn_op check(std::string k, uint64_t rev) { return {kind::check, std::move(k), {}, rev, nullptr}; }
 };
 
 struct txn_result {

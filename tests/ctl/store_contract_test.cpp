@@ -968,6 +968,28 @@ TEST_P(store_contract, put_writes_whether_or_not_the_key_exists) {
     run(io, lease->release());
 }
 
+TEST_P(store_contract, check_holds_only_for_an_unchanged_or_absent_key) {
+    ASSERT_TRUE(run(io, a->create(k("c"), "1")));
+    const uint64_t rev = run(io, a->list(k("c"))).items.at(0).mod_rev;
+    std::vector<txn_op> same{txn_op::check(k("c"), rev), txn_op::create(k("d"), "x")};
+    ASSERT_TRUE(run(io, b->txn(same)).succeeded);
+    std::vector<txn_op> absent{txn_op::check(k("never"), 0), txn_op::create(k("e"), "x")};
+    ASSERT_TRUE(run(io, b->txn(absent)).succeeded) << "rev 0: the key must be absent";
+    EXPECT_EQ(keys(*a), (std::vector<std::string>{k("c"), k("d"), k("e")})) << "a check writes nothing";
+
+    std::vector<txn_op> bump{txn_op::put(k("c"), "2")};
+    ASSERT_TRUE(run(io, a->txn(bump)).succeeded);
+    std::vector<txn_op> stale{txn_op::check(k("c"), rev), txn_op::create(k("f"), "x")};
+    const txn_result r = run(io, b->txn(stale));
+    EXPECT_FALSE(r.succeeded) << "changed since rev";
+    EXPECT_EQ(r.failed_key, k("c"));
+    std::vector<txn_op> present{txn_op::check(k("c"), 0), txn_op::create(k("f"), "x")};
+    EXPECT_FALSE(run(io, b->txn(present)).succeeded) << "rev 0 fails for a present key";
+    std::vector<txn_op> gone{txn_op::check(k("zz"), rev), txn_op::create(k("f"), "x")};
+    EXPECT_FALSE(run(io, b->txn(gone)).succeeded) << "an absent key fails a check with a revision";
+    EXPECT_EQ(keys(*a), (std::vector<std::string>{k("c"), k("d"), k("e")}));
+}
+
 // Consul refuses to read a key that ends like a file name (".json", ".sh" ...), though
 // it lets a transaction write one: every backend must read, watch and remove such keys.
 TEST_P(store_contract, keys_that_end_like_file_names_work) {

@@ -932,3 +932,74 @@ TEST_F(api_cli_test, local_endpoints_come_back_with_their_network) {
     EXPECT_TRUE(wait_for(bind, n1)) << "the endpoint was not bound again: " << ::testing::PrintToString(tw_calls());
     ASSERT_EQ(cli({"endpoint", "detach", "b1"}).code, 0);
 }
+
+namespace {
+
+/// A store that runs `before_txn` once, just before the next transaction: what another
+/// host does between an operation's reading and its writing.
+class interleaving_store final : public store {
+public:
+    explicit interleaving_store(store& inner) : inner_(inner) {}
+    std::function<void()> before_txn;
+
+    boost::asio::awaitable<kv_snapshot> list(std::string prefix) override { return inner_.list(std::move(prefix)); }
+    boost::asio::awaitable<txn_result> txn(std::vector<txn_op> ops) override {
+        if (auto hook = std::exchange(before_txn, nullptr))
+            hook();
+        return inner_.txn(std::move(ops));
+    }
+    boost::asio::awaitable<std::unique_ptr<liveness>> open_liveness(std::string owner, std::chrono::seconds ttl) override {
+        return inner_.open_liveness(std::move(owner), ttl);
+    }
+    std::unique_ptr<watch_handle> watch(std::string prefix, watch_callbacks cbs) override {
+        return inner_.watch(std::move(prefix), std::move(cbs));
+    }
+    std::string url() const override { return inner_.url(); }
+
+private:
+    store& inner_;
+};
+
+} // namespace
+
+// `network rm` on another host racing an attach here: never both, whichever comes
+// between the other's reading and writing.
+TEST_F(api_cli_test, network_removal_and_attach_exclude_each_other) {
+    boost::asio::io_context io2;
+    file_store file{io2, dir.file("store.json")};
+    interleaving_store other{file};
+    test::fake_table_writer tw2;
+    test::fake_port_ops ports2;
+    agent host_b{io2, other, tw2, ports2, agent_config{"hostB", "198.18.0.2", rte_cpu_to_be_32(0xc6120002), 4789, 1450, 1500, 10s}};
+    test::run(io2, host_b.start());
+    const auto listed = [this](const std::string& net) { return cli({"endpoint", "ls"}).out.find(" " + net + " ") != std::string::npos; };
+
+    // hostB removes "r1" and has found no endpoint; an attach here lands before its write.
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.4.1.0/24", "r1"}).code, 0);
+    other.before_txn = [&] { EXPECT_EQ(cli({"endpoint", "attach", "--network", "r1", "--name", "e", "--netns", "ns1"}).code, 0); };
+    std::string error;
+    try {
+        test::run(io2, host_b.remove_network("r1"));
+    } catch (const cluster_error& e) {
+        error = e.what();
+    }
+    EXPECT_NE(error.find("changed while removing it"), std::string::npos) << "removed under an attach: " << error;
+    EXPECT_TRUE(listed("r1"));
+    EXPECT_EQ(cli({"network", "inspect", "r1"}).code, 0);
+    ASSERT_EQ(cli({"endpoint", "detach", "e"}).code, 0);
+    ASSERT_EQ(cli({"network", "rm", "r1"}).code, 0);
+
+    // hostB attaches to "r2" and has read the pool; the network is removed here first.
+    ASSERT_EQ(cli({"network", "create", "--subnet", "10.4.2.0/24", "r2"}).code, 0);
+    other.before_txn = [&] { EXPECT_EQ(cli({"network", "rm", "r2"}).code, 0); };
+    error.clear();
+    try {
+        test::run(io2, host_b.attach_endpoint(attach_request{"r2", "f", "nsf", ""}));
+    } catch (const cluster_error& e) {
+        error = e.what();
+    }
+    EXPECT_NE(error.find("removed meanwhile"), std::string::npos) << "attached to a removed network: " << error;
+    EXPECT_FALSE(listed("r2"));
+    EXPECT_TRUE(ports2.taps.empty()) << "no port for a refused attach";
+    test::run(io2, host_b.shutdown());
+}
