@@ -302,6 +302,11 @@ asio::awaitable<void> close_when_idle(local::socket& sock, asio::steady_timer& d
 } // namespace
 
 asio::awaitable<void> api_server::serve(local::socket sock) {
+    // This coroutine may outlive the server (stopped and destroyed while a client still
+    // holds its connection): what it needs of it is copied here, and it touches the
+    // server again (handle()) only while the server runs.
+    const auto running = running_;
+    const std::chrono::milliseconds idle_timeout = limits_.idle_timeout;
     struct count {
         std::shared_ptr<std::size_t> n;
         explicit count(std::shared_ptr<std::size_t> c) : n(std::move(c)) { ++*n; }
@@ -310,8 +315,8 @@ asio::awaitable<void> api_server::serve(local::socket sock) {
     boost::beast::flat_buffer buf;
     asio::steady_timer deadline(io_);
     auto done = std::make_shared<bool>(false);
-    deadline.expires_after(limits_.idle_timeout);
-    asio::co_spawn(io_, close_when_idle(sock, deadline, done), asio::detached);
+    deadline.expires_after(idle_timeout);
+    asio::co_spawn(sock.get_executor(), close_when_idle(sock, deadline, done), asio::detached);
     struct stop_watch {
         std::shared_ptr<bool> done;
         asio::steady_timer& t;
@@ -321,14 +326,14 @@ asio::awaitable<void> api_server::serve(local::socket sock) {
         }
     } stop{done, deadline};
     try {
-        for (;;) {
+        while (*running) {
             http::request_parser<http::string_body> parser;
             parser.body_limit(max_body);
             boost::system::error_code ec;
-            deadline.expires_after(limits_.idle_timeout);
+            deadline.expires_after(idle_timeout);
             co_await http::async_read(sock, buf, parser, asio::redirect_error(asio::use_awaitable, ec));
-            if (!sock.is_open())
-                break;   // idle for too long
+            if (!sock.is_open() || !*running)
+                break;   // idle for too long, or the server stopped meanwhile
             deadline.expires_at(std::chrono::steady_clock::time_point::max());   // busy: no timeout while we answer
             if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == asio::error::connection_reset)
                 break;
