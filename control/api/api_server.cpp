@@ -250,6 +250,8 @@ asio::awaitable<void> api_server::accept_loop() {
     std::chrono::milliseconds backoff{0};
     uint64_t failures = 0;
     std::chrono::steady_clock::time_point logged{};
+    uint64_t refused = 0;   // connections closed at the cap, logged likewise
+    std::chrono::steady_clock::time_point refused_logged{};
     asio::steady_timer pause(io_);
     while (*running) {
         boost::system::error_code ec;
@@ -271,11 +273,11 @@ asio::awaitable<void> api_server::accept_loop() {
         }
         backoff = std::chrono::milliseconds(0);
         if (*open_ >= limits_.max_connections) {
-            refused_++;
-            if (now - refused_logged_ >= std::chrono::seconds(10)) {
+            refused++;
+            if (now - refused_logged >= std::chrono::seconds(10)) {
                 OVP_LOG(WARNING, "API: %zu connections open, the most allowed; closing new ones (%" PRIu64 " so far)",
-                        *open_, refused_);
-                refused_logged_ = now;
+                        *open_, refused);
+                refused_logged = now;
             }
             continue;   // `sock` closes here
         }

@@ -82,8 +82,6 @@ private:
     std::shared_ptr<bool> running_ = std::make_shared<bool>(false);
     /// Connections being served (shared with them: they may outlive a stop()).
     std::shared_ptr<std::size_t> open_ = std::make_shared<std::size_t>(0);
-    uint64_t refused_ = 0;   ///< connections closed at the cap (logged at most every 10 s)
-    std::chrono::steady_clock::time_point refused_logged_{};
 };
 
 } // namespace overpass::ctl
